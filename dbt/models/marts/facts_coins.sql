@@ -1,0 +1,42 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy=history_incremental_strategy(),
+        unique_key=['coin_id', 'snapshot_at'],
+        on_schema_change='append_new_columns',
+    )
+}}
+
+with
+
+staged as (
+
+    select * from {{ ref('stg_coinsdata') }}
+    {{ loaded_since_last_run() }}
+
+),
+
+final as (
+
+    select
+        -- the seed system's columns, in its order
+        coin_id,
+        name,
+        rank,
+        price_usd,
+        change_percent_24hr,
+        market_cap_usd,
+        volume_usd_24hr,
+        vwap_24hr,
+        -- history
+        snapshot_at,
+        symbol,
+        supply,
+        source,
+        loaded_at
+
+    from staged
+
+)
+
+select * from final

@@ -1,0 +1,129 @@
+"""extract: CoinCap `/assets` -> validated -> raw lake file (or quarantine, and fail).
+
+python -m flows.extract [--asset-limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.coincap import CoinCapClient, combine_pages
+from flows.lake import Lake, LakeWrite
+from flows.replay.server import serve_replay
+from flows.settings import Settings, get_settings
+from flows.snapshot import InvalidSnapshot, Snapshot, parse_snapshot
+from flows.targets import resolve_target
+
+
+class SnapshotRejected(RuntimeError):
+    """The API answered, but with a body we will not load; it is kept in quarantine."""
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    source: str
+    lake_path: str
+    created: bool
+    snapshot_at: str
+    asset_count: int
+    requests: int
+    retries: int
+
+
+@contextmanager
+def coincap_endpoint(settings: Settings, lake: Lake) -> Iterator[str]:
+    """The base URL to fetch from: live CoinCap, or the replay server on 127.0.0.1
+    continuing after the newest replay day already in the lake."""
+    if settings.effective_source == "replay":
+        with serve_replay(lake.latest_timestamp("replay")) as url:
+            yield url
+    else:
+        yield settings.coincap_base_url
+
+
+@task(cache_policy=NO_CACHE)
+def fetch_snapshot_body(
+    settings: Settings, base_url: str, asset_limit: int
+) -> tuple[bytes, int, int]:
+    """Raw `/assets` body (pages combined); retries happen inside the client."""
+    with CoinCapClient(
+        base_url,
+        settings.api_key if settings.effective_source == "coincap" else None,
+        timeout=settings.http_timeout_seconds,
+        max_attempts=settings.http_max_attempts,
+        backoff_seconds=settings.http_backoff_seconds,
+    ) as client:
+        pages = client.fetch_asset_pages(asset_limit)
+        return combine_pages(pages), client.stats.requests, client.stats.retries
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+def quarantine_body(lake: Lake, source: str, raw: bytes, reason: str, base_url: str) -> str:
+    return lake.quarantine(source, raw, reason, context={"endpoint": f"{base_url}/assets"})
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+def write_snapshot_to_lake(lake: Lake, source: str, snapshot: Snapshot, raw: bytes) -> LakeWrite:
+    return lake.write_snapshot(source, snapshot.timestamp_ms, raw)
+
+
+@flow(name="extract", log_prints=False)
+def extract(asset_limit: int | None = None) -> ExtractResult:
+    """Fetch one snapshot and keep it in the lake; a bad body goes to quarantine and fails the run."""
+    logger = get_run_logger()
+    settings = get_settings()
+    lake = resolve_target(settings).lake
+    source = settings.effective_source
+    limit = asset_limit or settings.asset_limit
+    if settings.source == "coincap" and source == "replay":
+        logger.warning(
+            "No CoinCap API key is set: replaying bundled 2021 data instead of live data."
+        )
+
+    with coincap_endpoint(settings, lake) as base_url:
+        raw, requests, retries = fetch_snapshot_body(settings, base_url, limit)
+    try:
+        snapshot = parse_snapshot(raw, max_assets=limit)
+    except InvalidSnapshot as exc:
+        where = quarantine_body(lake, source, raw, exc.reason, base_url)
+        logger.error("Snapshot rejected: %s. Body kept at %s/%s", exc.reason, lake.url, where)
+        raise SnapshotRejected(f"{exc.reason} (kept in {where})") from None
+
+    written = write_snapshot_to_lake(lake, source, snapshot, raw)
+    label = "REPLAY of 2021 data" if source == "replay" else "live CoinCap"
+    logger.info(
+        "%s: %d assets at %s -> %s (%s)",
+        label,
+        len(snapshot.assets),
+        snapshot.taken_at.isoformat(),
+        written.path,
+        "new file" if written.created else "already in the lake, nothing new",
+    )
+    return ExtractResult(
+        source=source,
+        lake_path=written.path,
+        created=written.created,
+        snapshot_at=snapshot.taken_at.isoformat(),
+        asset_count=len(snapshot.assets),
+        requests=requests,
+        retries=retries,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fetch one CoinCap snapshot into the lake.")
+    parser.add_argument(
+        "--asset-limit", type=int, default=None, help="assets to fetch (default: settings)"
+    )
+    args = parser.parse_args()
+    extract(asset_limit=args.asset_limit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The raw data lake: every API body we accepted, once, gzip-compressed, forever.
+
+Built on fsspec so the same code writes a local folder or `gs://bucket/...`. Layout:
+
+    raw/<source>/assets/date=YYYY-MM-DD/<api timestamp ms>.json.gz
+    quarantine/<source>/assets/date=YYYY-MM-DD/<fetched ms>-<sha256[:12]>.json.gz  (+ .reason.json)
+
+`<source>` is `coincap` (live) or `replay` (bundled 2021 data), so replayed data can
+never be mistaken for live data, by a person or by a query.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import posixpath
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+SOURCES = ("coincap", "replay")
+SNAPSHOT_GLOB = "raw/*/assets/date=*/*.json.gz"
+
+
+@dataclass(frozen=True)
+class LakeWrite:
+    path: str  # relative to the lake root
+    created: bool  # False when the file was already there (a rerun)
+
+
+def snapshot_path(source: str, timestamp_ms: int) -> str:
+    """The one place a snapshot's lake path is made; only validated values go in."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}, expected one of {SOURCES}")
+    if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int) or timestamp_ms <= 0:
+        raise ValueError(f"timestamp must be positive epoch milliseconds, got {timestamp_ms!r}")
+    day = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).date().isoformat()
+    return f"raw/{source}/assets/date={day}/{timestamp_ms}.json.gz"
+
+
+def source_of(path: str) -> str:
+    """`coincap` or `replay`, read back from a snapshot path."""
+    source = path.split("/")[1]
+    if source not in SOURCES:
+        raise ValueError(f"{path!r} is not a snapshot path")
+    return source
+
+
+def _gzip(raw: bytes) -> bytes:
+    # mtime=0: the same body always gives the same bytes, so rewrites are harmless.
+    return gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+class Lake:
+    """A lake rooted at an fsspec URL (a local path, `file://`, `gs://`, `memory://`)."""
+
+    def __init__(self, url: str) -> None:
+        fs, root = fsspec.core.url_to_fs(url)
+        self.fs: AbstractFileSystem = fs
+        self.root = root.rstrip("/")
+        self.url = url
+
+    def _full(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def _relative(self, full: str) -> str:
+        return posixpath.relpath(full, self.root)
+
+    def write_snapshot(self, source: str, timestamp_ms: int, raw: bytes) -> LakeWrite:
+        """Write a snapshot body once; writing the same snapshot again changes nothing."""
+        relative = snapshot_path(source, timestamp_ms)
+        full = self._full(relative)
+        if self.fs.exists(full):
+            return LakeWrite(relative, created=False)
+        self._write_atomically(full, _gzip(raw))
+        return LakeWrite(relative, created=True)
+
+    def quarantine(
+        self, source: str, raw: bytes, reason: str, *, context: dict[str, object] | None = None
+    ) -> str:
+        """Keep a rejected body and why it was rejected, next to each other."""
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}")
+        now = datetime.now(tz=UTC)
+        digest = hashlib.sha256(raw).hexdigest()[:12]
+        stem = f"quarantine/{source}/assets/date={now.date().isoformat()}/{int(now.timestamp() * 1000)}-{digest}"
+        self._write_atomically(self._full(f"{stem}.json.gz"), _gzip(raw))
+        note = {
+            "reason": reason,
+            "quarantined_at": now.isoformat(),
+            "bytes": len(raw),
+            **(context or {}),
+        }
+        self._write_atomically(
+            self._full(f"{stem}.reason.json"), json.dumps(note, indent=2).encode()
+        )
+        return f"{stem}.json.gz"
+
+    def _write_atomically(self, full: str, payload: bytes) -> None:
+        """Write beside the target then rename, so readers never see half a file.
+
+        On object stores a single upload is already atomic and the rename is a copy."""
+        directory, name = posixpath.split(full)
+        self.fs.makedirs(directory, exist_ok=True)
+        temporary = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+        self.fs.pipe_file(temporary, payload)
+        try:
+            self.fs.mv(temporary, full)
+        finally:
+            if self.fs.exists(temporary):
+                self.fs.rm(temporary)
+
+    def read(self, relative: str) -> bytes:
+        """The raw body of a lake file, decompressed."""
+        return gzip.decompress(self.fs.cat_file(self._full(relative)))
+
+    def list_snapshots(self) -> list[str]:
+        """Every snapshot file in the lake, relative paths, oldest first."""
+        found = self.fs.glob(self._full(SNAPSHOT_GLOB))
+        return sorted((self._relative(p) for p in found), key=_sort_key)
+
+    def latest_timestamp(self, source: Literal["coincap", "replay"]) -> int | None:
+        """The newest snapshot timestamp of a source, looking only at its newest day."""
+        days = sorted(self.fs.glob(self._full(f"raw/{source}/assets/date=*")))
+        for day in reversed(days):
+            stamps = [_timestamp_of(p) for p in self.fs.glob(f"{day}/*.json.gz")]
+            if stamps:
+                return max(stamps)
+        return None
+
+
+def _timestamp_of(path: str) -> int:
+    return int(posixpath.basename(path).split(".", 1)[0])
+
+
+def _sort_key(relative: str) -> tuple[int, str]:
+    return _timestamp_of(relative), relative

@@ -1,0 +1,78 @@
+"""The one place that reads the environment.
+
+Every other module receives a `Settings` (or values taken from it); nothing else calls
+`os.environ`. Variables are prefixed `CRYPTOLYTICS_` and may also come from `.env`;
+`env.example` documents each of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Target = Literal["local", "cloud"]
+Source = Literal["coincap", "replay"]
+
+# CoinCap v3 answers at most this many assets per request.
+COINCAP_MAX_PAGE = 2000
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of the pipeline and the app."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRYPTOLYTICS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    target: Target = Field("local", description="Where the lake and warehouse live.")
+    lake_url: str = Field("./data/lake", description="fsspec URL of the raw data lake.")
+    duckdb_path: Path = Field(
+        Path("./data/warehouse.duckdb"), description="DuckDB warehouse file (local target)."
+    )
+    coincap_base_url: str = Field("https://rest.coincap.io/v3")
+    coincap_api_key: SecretStr | None = Field(None, description="CoinCap v3 API key.")
+    asset_limit: int = Field(2000, ge=1, le=10_000, description="Assets per snapshot.")
+    source: Source = Field(
+        "coincap", description="coincap (live API) or replay (bundled real 2021 data)."
+    )
+    http_timeout_seconds: float = Field(20.0, gt=0)
+    http_max_attempts: int = Field(5, ge=1, description="Attempts per request, first included.")
+    http_backoff_seconds: float = Field(1.0, ge=0, description="Base of the exponential backoff.")
+    dbt_project_dir: Path = Field(PROJECT_ROOT / "dbt")
+    dbt_target: str | None = Field(None, description="dbt target; defaults to the target.")
+    lock_timeout_seconds: float = Field(
+        240.0, ge=0, description="How long a pipeline run waits for a running one to finish."
+    )
+
+    @property
+    def effective_source(self) -> Source:
+        """Live CoinCap needs a key; without one we replay rather than fail every tick."""
+        if self.source == "coincap" and self.coincap_api_key is None:
+            return "replay"
+        return self.source
+
+    @property
+    def api_key(self) -> str | None:
+        return self.coincap_api_key.get_secret_value() if self.coincap_api_key else None
+
+    @property
+    def pipeline_lock_path(self) -> Path:
+        """Held by a pipeline run for its whole duration (see flows/locking.py)."""
+        return self.duckdb_path.parent / "pipeline.lock"
+
+    @property
+    def resolved_dbt_target(self) -> str:
+        return self.dbt_target or self.target
+
+
+def get_settings() -> Settings:
+    """Settings as the environment gives them now (cheap: a few env lookups)."""
+    return Settings()

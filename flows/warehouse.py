@@ -1,0 +1,202 @@
+"""Loading lake files into the warehouse, exactly once.
+
+The loader does not trust a `max(timestamp)` watermark (late and backfilled files would be
+skipped). The warehouse keeps a manifest of loaded lake files, `raw.lake_files`; each run
+loads every lake file missing from it. A file's rows and its manifest entry are committed in
+one transaction, so a crash at any point leaves the file either wholly loaded or not at all,
+and the next run finishes the work.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol, Self
+
+import duckdb
+import pyarrow as pa
+
+from flows.lake import Lake, source_of
+from flows.snapshot import ASSET_COLUMNS, InvalidSnapshot, Snapshot, parse_snapshot
+
+log = logging.getLogger(__name__)
+
+RAW_SCHEMA = "raw"
+
+DUCKDB_DDL = f"""
+create schema if not exists {RAW_SCHEMA};
+create table if not exists {RAW_SCHEMA}.coincap_assets (
+    snapshot_at timestamp not null,      -- the API's `timestamp`, UTC
+    id varchar not null,
+    rank integer not null,
+    symbol varchar,
+    name varchar,
+    supply double,
+    max_supply double,
+    market_cap_usd double,
+    volume_usd_24hr double,
+    price_usd double not null,
+    change_percent_24hr double,
+    vwap_24hr double,
+    explorer varchar,
+    source varchar not null,             -- coincap (live) or replay
+    lake_path varchar not null,          -- the lake file these rows came from
+    loaded_at timestamp not null         -- when this file was loaded, UTC
+);
+create table if not exists {RAW_SCHEMA}.lake_files (
+    lake_path varchar primary key,
+    source varchar not null,
+    snapshot_at timestamp not null,
+    row_count integer not null,
+    loaded_at timestamp not null
+);
+"""
+
+
+@dataclass(frozen=True)
+class HistoryReport:
+    """What a run summary shows: how much history there is and who moved most."""
+
+    facts_rows: int
+    snapshots: int
+    latest_snapshot_at: datetime | None
+    gainers: list[dict[str, object]]
+    losers: list[dict[str, object]]
+
+
+MOVERS_SQL = """
+select rank, name, symbol, price_usd,
+       coalesce(change_24h_pct, api_change_24h_pct) as change_24h_pct,
+       volume_usd_24hr
+from prod.mart_latest_ranking
+where coalesce(change_24h_pct, api_change_24h_pct) is not null
+order by coalesce(change_24h_pct, api_change_24h_pct) {direction}, rank
+limit $limit
+"""
+
+
+class Warehouse(Protocol):
+    """What the loader needs from a warehouse (DuckDB here; BigQuery behind the same calls)."""
+
+    def loaded_paths(self) -> set[str]: ...
+
+    def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int: ...
+
+    def history_report(self, movers: int) -> HistoryReport: ...
+
+
+@dataclass
+class LoadResult:
+    files_loaded: int = 0
+    rows_loaded: int = 0
+    files_already_loaded: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class LoadError(RuntimeError):
+    """Some lake files could not be loaded; the others were."""
+
+
+def load_pending(lake: Lake, warehouse: Warehouse) -> LoadResult:
+    """Load every lake snapshot the warehouse does not have yet, oldest first."""
+    result = LoadResult()
+    done = warehouse.loaded_paths()
+    for lake_path in lake.list_snapshots():
+        if lake_path in done:
+            result.files_already_loaded += 1
+            continue
+        try:
+            snapshot = parse_snapshot(lake.read(lake_path))
+        except (InvalidSnapshot, OSError, EOFError) as exc:
+            # Never skip silently: the file stays pending and the run fails at the end.
+            log.error("lake file %s cannot be loaded: %s", lake_path, exc)
+            result.failures[lake_path] = str(exc)
+            continue
+        rows = warehouse.load_snapshot(lake_path, source_of(lake_path), snapshot)
+        result.files_loaded += 1
+        result.rows_loaded += rows
+        log.info("loaded %s: %d rows", lake_path, rows)
+    if result.failures:
+        raise LoadError(
+            f"{len(result.failures)} lake file(s) could not be loaded "
+            f"({result.files_loaded} others were): {result.failures}"
+        )
+    return result
+
+
+class DuckDBWarehouse:
+    """The local warehouse: one DuckDB file. Hold it only as long as a step needs it:
+    DuckDB allows one writing process per file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.con = duckdb.connect(str(path))
+        self.con.execute(DUCKDB_DDL)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def loaded_paths(self) -> set[str]:
+        rows = self.con.execute(f"select lake_path from {RAW_SCHEMA}.lake_files").fetchall()
+        return {path for (path,) in rows}
+
+    def history_report(self, movers: int = 5) -> HistoryReport:
+        """Read the prod models for a run summary."""
+        rows, snapshots, latest = self.con.execute(
+            "select (select count(*) from prod.facts_coins), count(*), max(snapshot_at) "
+            "from prod.mart_market_overview"
+        ).fetchall()[0]
+
+        def movers_by(direction: str) -> list[dict[str, object]]:
+            cursor = self.con.execute(MOVERS_SQL.format(direction=direction), {"limit": movers})
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        return HistoryReport(rows, snapshots, latest, movers_by("desc"), movers_by("asc"))
+
+    def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int:
+        """Insert one snapshot and its manifest entry in one transaction."""
+        count = len(snapshot.assets)
+        loaded_at = datetime.now(tz=UTC).replace(tzinfo=None)
+        batch = pa.table(
+            {
+                "snapshot_at": pa.array([snapshot.timestamp_ms] * count, pa.timestamp("ms")),
+                **{name: values for name, values in snapshot.columns().items()},
+            }
+        )
+        columns = ", ".join(("snapshot_at", *ASSET_COLUMNS))
+        self.con.execute("begin transaction")
+        try:
+            self.con.register("incoming_batch", batch)
+            self.con.execute(
+                f"insert into {RAW_SCHEMA}.coincap_assets ({columns}, source, lake_path, loaded_at) "
+                f"select {columns}, $source, $lake_path, $loaded_at from incoming_batch",
+                {"source": source, "lake_path": lake_path, "loaded_at": loaded_at},
+            )
+            self.con.execute(
+                f"insert into {RAW_SCHEMA}.lake_files values "
+                "($lake_path, $source, make_timestamp($ts * 1000), $rows, $loaded_at)",
+                {
+                    "lake_path": lake_path,
+                    "source": source,
+                    "ts": snapshot.timestamp_ms,
+                    "rows": count,
+                    "loaded_at": loaded_at,
+                },
+            )
+            self.con.execute("commit")
+        except BaseException:
+            self.con.execute("rollback")
+            raise
+        finally:
+            self.con.unregister("incoming_batch")
+        return count
