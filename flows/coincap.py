@@ -100,7 +100,7 @@ class CoinCapClient:
 
     def get(self, path: str, params: dict[str, Any]) -> bytes:
         """GET with retries; returns the raw body of a 2xx answer."""
-        url = f"{self._http.base_url}{path}"
+        url = f"{str(self._http.base_url).rstrip('/')}{path}"
         for attempt in range(1, self._max_attempts + 1):
             self.stats.requests += 1
             try:

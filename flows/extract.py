@@ -75,7 +75,7 @@ def write_snapshot_to_lake(lake: Lake, source: str, snapshot: Snapshot, raw: byt
 
 @flow(name="extract", log_prints=False)
 def extract(asset_limit: int | None = None) -> ExtractResult:
-    """Fetch one snapshot and keep it in the lake; a bad body goes to quarantine and fails the run."""
+    """Fetch one snapshot into the lake; a bad body goes to quarantine and fails the run."""
     logger = get_run_logger()
     settings = get_settings()
     lake = resolve_target(settings).lake

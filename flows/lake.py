@@ -88,7 +88,8 @@ class Lake:
             raise ValueError(f"unknown source {source!r}")
         now = datetime.now(tz=UTC)
         digest = hashlib.sha256(raw).hexdigest()[:12]
-        stem = f"quarantine/{source}/assets/date={now.date().isoformat()}/{int(now.timestamp() * 1000)}-{digest}"
+        day, millis = now.date().isoformat(), int(now.timestamp() * 1000)
+        stem = f"quarantine/{source}/assets/date={day}/{millis}-{digest}"
         self._write_atomically(self._full(f"{stem}.json.gz"), _gzip(raw))
         note = {
             "reason": reason,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     lock_timeout_seconds: float = Field(
         240.0, ge=0, description="How long a pipeline run waits for a running one to finish."
     )
+
+    @field_validator("coincap_api_key", mode="before")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: object) -> object:
+        """`CRYPTOLYTICS_COINCAP_API_KEY=` (as copied from env.example) means no key."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def effective_source(self) -> Source:

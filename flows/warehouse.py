@@ -178,7 +178,8 @@ class DuckDBWarehouse:
         try:
             self.con.register("incoming_batch", batch)
             self.con.execute(
-                f"insert into {RAW_SCHEMA}.coincap_assets ({columns}, source, lake_path, loaded_at) "
+                f"insert into {RAW_SCHEMA}.coincap_assets "
+                f"({columns}, source, lake_path, loaded_at) "
                 f"select {columns}, $source, $lake_path, $loaded_at from incoming_batch",
                 {"source": source, "lake_path": lake_path, "loaded_at": loaded_at},
             )

@@ -55,7 +55,8 @@ def coincap_ids(
 
 def build(coingecko_dir: Path, coincap_assets_file: Path, out: Path) -> None:
     coins = duckdb.sql(
-        f"select id, symbol, name from read_csv('{coingecko_dir / 'fullcoinlist.csv'}', header=true)"
+        "select id, symbol, name from read_csv($path, header = true)",
+        params={"path": str(coingecko_dir / "fullcoinlist.csv")},
     ).fetchall()
     assets = json.loads(coincap_assets_file.read_bytes())["data"]
     mapping = coincap_ids(coins, assets)
@@ -86,7 +87,9 @@ def build(coingecko_dir: Path, coincap_assets_file: Path, out: Path) -> None:
             copy (
                 with ranked as (
                     select *,
-                        row_number() over (partition by day_ms order by market_cap desc, cg_id) as rank
+                        row_number() over (
+                            partition by day_ms order by market_cap desc, cg_id
+                        ) as rank
                     from days
                 )
                 select
@@ -103,7 +106,8 @@ def build(coingecko_dir: Path, coincap_assets_file: Path, out: Path) -> None:
                 left join renamed as n using (cg_id)
                 where r.rank <= {TOP_N}
                 order by id, r.day_ms  -- one coin's days together: floats compress far better
-            ) to '{out}' (format parquet, compression zstd, compression_level 19, row_group_size 200000)
+            ) to '{out}'
+            (format parquet, compression zstd, compression_level 19, row_group_size 200000)
             """
         )
     summary = duckdb.sql(

@@ -1,0 +1,42 @@
+# Cryptolytics: the commands a developer needs. Everything runs from a project-local venv
+# installed from requirements.lock (exact versions), so a fresh machine needs only Python 3.11.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+
+export PREFECT_HOME := $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export DO_NOT_TRACK := 1
+
+.PHONY: help install up tick test lint format clean
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)  ## create .venv with the pinned dependencies
+
+up: install  ## run everything: Prefect server + UI on :4200, pipeline every 5 minutes (Ctrl-C stops)
+	$(BIN)/python -m flows.stack
+
+tick: install  ## one pipeline run now, from the CLI (uses the server of `make up` if it runs)
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.pipeline
+
+test: install  ## the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+clean:  ## remove local data, Prefect state and build output (not the venv)
+	rm -rf data .prefect logs dbt/target dbt/logs

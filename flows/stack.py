@@ -1,0 +1,90 @@
+"""The whole local stack in one process tree, for `make up`: a Prefect server (SQLite,
+UI on http://127.0.0.1:4200) and the served `pipeline` deployment. Ctrl-C stops all of it.
+
+    python -m flows.stack
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from flows.settings import PROJECT_ROOT, get_settings
+
+PREFECT_PORT = 4200
+API_URL = f"http://127.0.0.1:{PREFECT_PORT}/api"
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"prefect server exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"prefect server not healthy after {timeout:.0f}s")
+
+
+def main() -> None:
+    settings = get_settings()
+    logs = PROJECT_ROOT / "logs"
+    logs.mkdir(exist_ok=True)
+    env = {**os.environ, "PREFECT_API_URL": API_URL}
+    if settings.effective_source == "replay":
+        print(
+            "No CoinCap API key (CRYPTOLYTICS_COINCAP_API_KEY) is set: the pipeline REPLAYS "
+            "bundled real 2021 market data, one day per tick. It is not live data."
+        )
+    children: list[subprocess.Popen[bytes]] = []
+    server_log = open(logs / "prefect-server.log", "ab")  # noqa: SIM115 (lives as long as the server)
+    try:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(PREFECT_PORT),
+            ],
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )
+        children.append(server)
+        print(
+            f"Starting Prefect server (log: {Path(server_log.name).relative_to(PROJECT_ROOT)}) ..."
+        )
+        _wait_healthy(API_URL, server)
+        print(f"Prefect UI: http://127.0.0.1:{PREFECT_PORT}  (Ctrl-C stops everything)")
+        worker = subprocess.Popen([sys.executable, "-m", "flows.serve"], env=env, cwd=PROJECT_ROOT)
+        children.append(worker)
+        worker.wait()
+    except KeyboardInterrupt:
+        print("\nStopping ...")
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in reversed(children):
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        server_log.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The Prefect flows end to end on a real (test-harness) Prefect server and real parts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.testing.utilities import prefect_test_harness
+from pytest_httpserver import HTTPServer
+
+from flows.pipeline import pipeline
+from flows.replay.dataset import ReplayDataset
+from flows.settings import Settings
+from tests.conftest import body_variant
+
+pytestmark = pytest.mark.prefect
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server() -> Iterator[None]:
+    """One Prefect server for the whole session (it takes ~20 s to start here)."""
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def facts(settings: Settings, sql: str) -> list[tuple]:
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def replay_day_sizes(days: int) -> list[int]:
+    dataset = ReplayDataset()
+    try:
+        return [len(dataset.assets(day, limit=2000)) for day in dataset.days[:days]]
+    finally:
+        dataset.close()
+
+
+def artifacts_of(flow_run_id: object) -> dict[str, str]:
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: str(a.data) for a in artifacts}
+
+
+def test_replay_ticks_grow_history_one_day_per_run(settings: Settings) -> None:
+    first = pipeline()
+    second = pipeline()
+
+    day_sizes = replay_day_sizes(2)
+    assert first.extracted.source == second.extracted.source == "replay"
+    assert first.extracted.snapshot_at == "2021-01-01T00:00:00+00:00"
+    assert second.extracted.snapshot_at == "2021-01-02T00:00:00+00:00"
+    assert (first.loaded.rows_loaded, second.loaded.rows_loaded) == tuple(day_sizes)
+    assert facts(
+        settings,
+        "select count(*), count(distinct snapshot_at), min(source), max(source) "
+        "from prod.facts_coins",
+    ) == [(sum(day_sizes), 2, "replay", "replay")]
+    assert facts(
+        settings,
+        "select count(*) from (select coin_id, snapshot_at from prod.facts_coins "
+        "group by all having count(*) > 1)",
+    ) == [(0,)]
+    assert second.report.facts_rows == sum(day_sizes)
+    assert second.transformed.models_built == 5 and second.transformed.tests_passed > 20
+    # 24h change exists from day two on, from our own history
+    assert facts(settings, "select count(change_24h_pct) > 1000 from prod.mart_latest_ranking") == [
+        (True,)
+    ]
+    assert len(second.report.gainers) == 5
+
+
+def test_runs_publish_a_summary_and_top_movers(settings: Settings) -> None:
+    pipeline()
+    state = pipeline(return_state=True)
+    artifacts = artifacts_of(state.state_details.flow_run_id)
+
+    assert set(artifacts) == {"pipeline-summary", "top-movers"}
+    assert "**Replay**" in artifacts["pipeline-summary"]
+    assert "2021-01-02T00:00:00+00:00" in artifacts["pipeline-summary"]
+    assert "gainer" in artifacts["top-movers"] and "loser" in artifacts["top-movers"]
+
+
+def test_a_bad_live_body_is_quarantined_and_fails_the_run(
+    settings: Settings,
+    httpserver: HTTPServer,
+    recorded_assets: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("CRYPTOLYTICS_SOURCE", "coincap")
+    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_API_KEY", "test-key")
+    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_BASE_URL", httpserver.url_for("/v3"))
+    good = body_variant(recorded_assets, timestamp_ms=1742150071411)
+    httpserver.expect_ordered_request("/v3/assets").respond_with_data(good)
+    pipeline()
+    before = facts(settings, "select count(*) from prod.facts_coins")
+
+    bad = good.replace(b'"priceUsd": "84022', b'"priceUsd": "abc84022', 1)
+    httpserver.expect_ordered_request("/v3/assets").respond_with_data(bad)
+    state = pipeline(return_state=True)
+
+    assert state.is_failed()
+    assert "asset 'bitcoin' `priceUsd` is not a number" in str(state.message) + str(
+        state.result(raise_on_failure=False)
+    )
+    quarantined = list((tmp_path / "lake" / "quarantine" / "coincap").rglob("*.json.gz"))
+    assert len(quarantined) == 1
+    assert facts(settings, "select count(*) from prod.facts_coins") == before == [(100,)]
