@@ -6,6 +6,7 @@ UI on http://127.0.0.1:4200) and the served `pipeline` deployment. Ctrl-C stops 
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -17,7 +18,6 @@ from pathlib import Path
 from flows.settings import PROJECT_ROOT, get_settings
 
 PREFECT_PORT = 4200
-API_URL = f"http://127.0.0.1:{PREFECT_PORT}/api"
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -34,10 +34,15 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 1
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the local stack until Ctrl-C.")
+    parser.add_argument("--port", type=int, default=PREFECT_PORT, help="Prefect server and UI port")
+    parser.add_argument("--logs", type=Path, default=PROJECT_ROOT / "logs")
+    args = parser.parse_args()
     settings = get_settings()
-    logs = PROJECT_ROOT / "logs"
-    logs.mkdir(exist_ok=True)
-    env = {**os.environ, "PREFECT_API_URL": API_URL}
+    api_url = f"http://127.0.0.1:{args.port}/api"
+    logs = args.logs
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PREFECT_API_URL": api_url}
     if settings.effective_source == "replay":
         print(
             "No CoinCap API key (CRYPTOLYTICS_COINCAP_API_KEY) is set: the pipeline REPLAYS "
@@ -56,7 +61,7 @@ def main() -> None:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(PREFECT_PORT),
+                str(args.port),
             ],
             env=env,
             stdout=server_log,
@@ -64,11 +69,9 @@ def main() -> None:
             cwd=PROJECT_ROOT,
         )
         children.append(server)
-        print(
-            f"Starting Prefect server (log: {Path(server_log.name).relative_to(PROJECT_ROOT)}) ..."
-        )
-        _wait_healthy(API_URL, server)
-        print(f"Prefect UI: http://127.0.0.1:{PREFECT_PORT}  (Ctrl-C stops everything)")
+        print(f"Starting Prefect server (log: {server_log.name}) ...", flush=True)
+        _wait_healthy(api_url, server)
+        print(f"Prefect UI: http://127.0.0.1:{args.port}  (Ctrl-C stops everything)", flush=True)
         worker = subprocess.Popen([sys.executable, "-m", "flows.serve"], env=env, cwd=PROJECT_ROOT)
         children.append(worker)
         worker.wait()
