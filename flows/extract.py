@@ -105,6 +105,10 @@ def extract(asset_limit: int | None = None) -> ExtractResult:
         written.path,
         "new file" if written.created else "already in the lake, nothing new",
     )
+    if snapshot.skipped:
+        logger.warning(
+            "%d asset(s) skipped: %s", len(snapshot.skipped), "; ".join(snapshot.skipped)
+        )
     return ExtractResult(
         source=source,
         lake_path=written.path,

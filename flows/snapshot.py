@@ -74,6 +74,9 @@ class Snapshot:
 
     timestamp_ms: int
     assets: tuple[Asset, ...]
+    # Assets left out, with why: a price of 0 is CoinCap's way of printing a price below
+    # 1e-16 at 16 decimals; the coin has no usable price in this snapshot, the rest does.
+    skipped: tuple[str, ...] = ()
 
     @property
     def taken_at(self) -> datetime:
@@ -112,11 +115,18 @@ def parse_snapshot(raw: bytes, *, max_assets: int | None = None) -> Snapshot:
         raise InvalidSnapshot(f"`timestamp` is {_kind(timestamp)}, expected epoch milliseconds")
     if max_assets is not None and len(data) > max_assets:
         raise InvalidSnapshot(f"{len(data)} assets returned but at most {max_assets} were asked")
-    assets = tuple(_iter_assets(data))
-    return Snapshot(timestamp_ms=timestamp, assets=assets)
+    assets: list[Asset] = []
+    skipped: list[str] = []
+    for item in _iter_assets(data):
+        if isinstance(item, Asset):
+            assets.append(item)
+        else:
+            skipped.append(item)
+    return Snapshot(timestamp_ms=timestamp, assets=tuple(assets), skipped=tuple(skipped))
 
 
-def _iter_assets(data: list[Any]) -> Iterator[Asset]:
+def _iter_assets(data: list[Any]) -> Iterator[Asset | str]:
+    """Each valid asset, or a sentence saying why one is skipped; raises on a broken body."""
     seen: set[str] = set()
     for position, item in enumerate(data):
         where = f"asset #{position}"
@@ -137,8 +147,13 @@ def _iter_assets(data: list[Any]) -> Iterator[Asset]:
             for name, column in NUMERIC_FIELDS.items()
         }
         price = numbers["price_usd"]
-        if price is None or price <= 0:
-            raise InvalidSnapshot(f"{where} `priceUsd` must be positive, got {item['priceUsd']!r}")
+        if price is None or price < 0:
+            raise InvalidSnapshot(
+                f"{where} `priceUsd` must not be negative, got {item['priceUsd']!r}"
+            )
+        if price == 0:
+            yield f"{where}: priceUsd is {item['priceUsd']!r} (below what 16 decimals show)"
+            continue
         texts = {name: _text(item.get(name), f"{where} `{name}`") for name in TEXT_FIELDS}
         yield Asset(
             id=asset_id,

@@ -65,7 +65,7 @@ def _with_first_asset(raw: bytes, **changes: object) -> bytes:
         (lambda raw: _with_first_asset(raw, priceUsd="abc"), "`priceUsd` is not a number: 'abc'"),
         (lambda raw: _with_first_asset(raw, priceUsd="NaN"), "`priceUsd` is not finite"),
         (lambda raw: _with_first_asset(raw, priceUsd="1e400"), "`priceUsd` overflows a double"),
-        (lambda raw: _with_first_asset(raw, priceUsd="-3.5"), "`priceUsd` must be positive"),
+        (lambda raw: _with_first_asset(raw, priceUsd="-3.5"), "`priceUsd` must not be negative"),
         (
             lambda raw: _with_first_asset(raw, supply=[1]),
             "`supply` is a JSON list, expected a number",
@@ -79,6 +79,17 @@ def test_bad_bodies_are_rejected_with_a_reason(recorded_assets: bytes, mutate, r
     with pytest.raises(InvalidSnapshot) as caught:
         parse_snapshot(mutate(recorded_assets))
     assert reason in caught.value.reason
+
+
+def test_a_zero_price_skips_that_coin_not_the_snapshot(recorded_assets: bytes) -> None:
+    """CoinCap prints prices with 16 decimals, so a dust coin can arrive as 0: that coin has
+    no usable price, the other 99 still load (seen in the replay data: neon-exchange, 2021)."""
+    snapshot = parse_snapshot(_with_first_asset(recorded_assets, priceUsd="0.0000000000000000"))
+    assert len(snapshot.assets) == 99
+    assert "bitcoin" not in {a.id for a in snapshot.assets}
+    assert snapshot.skipped == (
+        "asset 'bitcoin': priceUsd is '0.0000000000000000' (below what 16 decimals show)",
+    )
 
 
 def test_more_assets_than_asked_is_rejected(recorded_assets: bytes) -> None:
