@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     duckdb_path: Path = Field(
         Path("./data/warehouse.duckdb"), description="DuckDB warehouse file (local target)."
     )
+    serving_dir: Path = Field(
+        Path("./data/serving"), description="Serving copies the app reads (local target)."
+    )
     coincap_base_url: str = Field("https://rest.coincap.io/v3")
     coincap_api_key: SecretStr | None = Field(None, description="CoinCap v3 API key.")
     asset_limit: int = Field(2000, ge=1, le=10_000, description="Assets per snapshot.")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flows.lake import Lake
+from flows.serving import PublishResult, Reader, ServingReader, publish
 from flows.settings import Settings
 from flows.warehouse import DuckDBWarehouse
 
@@ -20,6 +21,9 @@ class Target:
     dbt_target: str
     dbt_env: dict[str, str] = field(default_factory=dict)  # what the dbt profile reads
     release_dbt: Callable[[], None] = lambda: None  # free dbt's handles after a run
+    # make the new models visible to the app (full=True after a full refresh)
+    publish: Callable[[bool], PublishResult | None] = lambda full: None
+    open_reader: Callable[[], Reader] | None = None  # what the app queries
 
 
 def _release_dbt_duckdb() -> None:
@@ -35,6 +39,7 @@ def _release_dbt_duckdb() -> None:
 
 def _local(settings: Settings) -> Target:
     path = settings.duckdb_path.resolve()
+    serving_dir = settings.serving_dir.resolve()
     return Target(
         name="local",
         lake=Lake(settings.lake_url),
@@ -42,6 +47,8 @@ def _local(settings: Settings) -> Target:
         dbt_target=settings.resolved_dbt_target,
         dbt_env={"DBT_DUCKDB_PATH": str(path)},
         release_dbt=_release_dbt_duckdb,
+        publish=lambda full: publish(path, serving_dir, full=full),
+        open_reader=lambda: ServingReader(serving_dir),
     )
 
 

@@ -10,19 +10,50 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
+from flows.serving import PublishResult
 from flows.settings import get_settings
-from flows.targets import resolve_target
+from flows.targets import Target, resolve_target
+from flows.warehouse import DbtNodeResult
+
+
+class DbtBuildFailed(RuntimeError):
+    """A model or a data test failed; the results are recorded for the health page."""
+
+
+def _node_result(node: Any) -> DbtNodeResult:
+    return DbtNodeResult(
+        node=node.node.name,
+        resource_type=str(node.node.resource_type),
+        status=str(node.status),
+        seconds=float(node.execution_time or 0),
+        message=node.message,
+    )
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def publish_for_readers(target: Target, full: bool) -> PublishResult | None:
+    """Make the new models visible to the app (see flows/serving.py)."""
+    return target.publish(full)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def record_dbt_results(target: Target, results: list[DbtNodeResult]) -> None:
+    with target.open_warehouse() as warehouse:
+        warehouse.record_dbt_results(results)
 
 
 @dataclass(frozen=True)
 class TransformResult:
     models_built: int
     tests_passed: int
-    seconds: float
+    seconds: float  # time dbt spent in its nodes
+    publish_seconds: float
 
 
 @contextmanager
@@ -54,10 +85,15 @@ def transform(full_refresh: bool = False) -> TransformResult:
     )
     with _environment({"DO_NOT_TRACK": "1", **target.dbt_env}):
         try:
-            result = PrefectDbtRunner(settings=dbt_settings, raise_on_failure=True).invoke(args)
+            result = PrefectDbtRunner(settings=dbt_settings, raise_on_failure=False).invoke(args)
         finally:
             target.release_dbt()
     nodes = list(result.result or [])
+    record_dbt_results(target, [_node_result(n) for n in nodes])
+    failed = [n.node.name for n in nodes if str(n.status) in ("error", "fail")]
+    if not result.success:
+        raise DbtBuildFailed(f"dbt build failed: {failed or result.exception}")
+    published = publish_for_readers(target, full_refresh)
     models = sum(1 for n in nodes if n.node.resource_type == "model")
     tests = sum(
         1 for n in nodes if n.node.resource_type in ("test", "unit_test") and n.status == "pass"
@@ -66,7 +102,19 @@ def transform(full_refresh: bool = False) -> TransformResult:
     logger.info(
         "dbt build: %d models built, %d tests passed (%.1fs in nodes).", models, tests, seconds
     )
-    return TransformResult(models_built=models, tests_passed=tests, seconds=seconds)
+    if published is not None:
+        logger.info(
+            "Published serving copy %r for the app in %.2fs: %s",
+            published.copy,
+            published.seconds,
+            published.rows_copied,
+        )
+    return TransformResult(
+        models_built=models,
+        tests_passed=tests,
+        seconds=seconds,
+        publish_seconds=published.seconds if published else 0.0,
+    )
 
 
 def main() -> None:

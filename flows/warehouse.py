@@ -56,6 +56,17 @@ create table if not exists {RAW_SCHEMA}.lake_files (
 
 
 @dataclass(frozen=True)
+class DbtNodeResult:
+    """One node of the last dbt build, kept for the app's health page."""
+
+    node: str
+    resource_type: str
+    status: str
+    seconds: float
+    message: str | None
+
+
+@dataclass(frozen=True)
 class HistoryReport:
     """What a run summary shows: how much history there is and who moved most."""
 
@@ -85,6 +96,8 @@ class Warehouse(Protocol):
     def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int: ...
 
     def history_report(self, movers: int) -> HistoryReport: ...
+
+    def record_dbt_results(self, results: list[DbtNodeResult]) -> None: ...
 
 
 @dataclass
@@ -162,6 +175,23 @@ class DuckDBWarehouse:
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
         return HistoryReport(rows, snapshots, latest, movers_by("desc"), movers_by("asc"))
+
+    def record_dbt_results(self, results: list[DbtNodeResult]) -> None:
+        """Replace `ops.dbt_results` with the latest build's nodes."""
+        run_at = datetime.now(tz=UTC).replace(tzinfo=None)
+        self.con.execute("create schema if not exists ops")
+        self.con.execute(
+            "create or replace table ops.dbt_results (run_at timestamp, node varchar, "
+            "resource_type varchar, status varchar, seconds double, message varchar)"
+        )
+        if results:
+            self.con.executemany(
+                "insert into ops.dbt_results values (?, ?, ?, ?, ?, ?)",
+                [
+                    (run_at, r.node, r.resource_type, r.status, r.seconds, r.message)
+                    for r in results
+                ],
+            )
 
     def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int:
         """Insert one snapshot and its manifest entry in one transaction."""

@@ -40,3 +40,54 @@
 {% macro bigquery__upsert_incremental_strategy() -%}
     {{ return('merge') }}
 {%- endmacro %}
+
+{#- A timestamp truncated to the start of its hour or day. -#}
+{% macro truncate_timestamp(timestamp_expr, unit) -%}
+    {{ return(adapter.dispatch('truncate_timestamp', 'cryptolytics')(timestamp_expr, unit)) }}
+{%- endmacro %}
+
+{% macro default__truncate_timestamp(timestamp_expr, unit) -%}
+    date_trunc('{{ unit }}', {{ timestamp_expr }})
+{%- endmacro %}
+
+{% macro bigquery__truncate_timestamp(timestamp_expr, unit) -%}
+    timestamp_trunc({{ timestamp_expr }}, {{ unit }})
+{%- endmacro %}
+
+{#- The value at the earliest / latest `order_expr` of a group (open and close prices). -#}
+{% macro first_by(value_expr, order_expr) -%}
+    {{ return(adapter.dispatch('first_by', 'cryptolytics')(value_expr, order_expr)) }}
+{%- endmacro %}
+
+{% macro default__first_by(value_expr, order_expr) -%}
+    arg_min({{ value_expr }}, {{ order_expr }})
+{%- endmacro %}
+
+{% macro bigquery__first_by(value_expr, order_expr) -%}
+    array_agg({{ value_expr }} ignore nulls order by {{ order_expr }} limit 1)[safe_offset(0)]
+{%- endmacro %}
+
+{% macro last_by(value_expr, order_expr) -%}
+    {{ return(adapter.dispatch('last_by', 'cryptolytics')(value_expr, order_expr)) }}
+{%- endmacro %}
+
+{% macro default__last_by(value_expr, order_expr) -%}
+    arg_max({{ value_expr }}, {{ order_expr }})
+{%- endmacro %}
+
+{% macro bigquery__last_by(value_expr, order_expr) -%}
+    array_agg({{ value_expr }} ignore nulls order by {{ order_expr }} desc limit 1)[safe_offset(0)]
+{%- endmacro %}
+
+{#- The values of a group as an array, in order (sparklines). -#}
+{% macro ordered_array(value_expr, order_expr) -%}
+    {{ return(adapter.dispatch('ordered_array', 'cryptolytics')(value_expr, order_expr)) }}
+{%- endmacro %}
+
+{% macro default__ordered_array(value_expr, order_expr) -%}
+    list({{ value_expr }} order by {{ order_expr }})
+{%- endmacro %}
+
+{% macro bigquery__ordered_array(value_expr, order_expr) -%}
+    array_agg({{ value_expr }} ignore nulls order by {{ order_expr }})
+{%- endmacro %}

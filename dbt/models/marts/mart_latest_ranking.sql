@@ -27,6 +27,12 @@ coins as (
 
 ),
 
+sparklines as (
+
+    select * from {{ ref('mart_sparkline_7d') }}
+
+),
+
 latest_snapshot as (
 
     select max(snapshot_at) as snapshot_at from snapshots
@@ -82,11 +88,13 @@ final as (
         coins.max_supply,
         coins.explorer,
         coins.first_seen_at,
+        sparklines.prices_7d as sparkline_7d,
         latest.snapshot_at,
         latest.source
 
     from latest
     left join coins on coins.coin_id = latest.coin_id
+    left join sparklines on sparklines.coin_id = latest.coin_id
     {% for horizon in horizons -%}
     left join price_{{ horizon.name }} on price_{{ horizon.name }}.coin_id = latest.coin_id
     {% endfor %}

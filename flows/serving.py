@@ -1,0 +1,211 @@
+"""What the analyst app reads on the local target: a serving copy of the prod models.
+
+DuckDB lets one process write a file and then no one else may even read it, so the app
+never opens the warehouse. After each build the pipeline publishes into one of two serving
+files (`a.duckdb`, `b.duckdb`), the one readers are *not* using, then flips the `current`
+pointer with an atomic rename. Readers open the current file read-only for one query and
+close it, so a publish never meets a reader and a reader never sees a half-built model.
+
+Each copy is caught up incrementally (rows loaded since that copy's newest `loaded_at`), so
+publishing costs what changed, not the size of the history. The 5-minute fact is served
+for the last `RECENT_FACT_DAYS` days only: longer chart ranges read the hourly and daily
+rollups.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import duckdb
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+RECENT_FACT_DAYS = 8
+COPIES = ("a", "b")
+POINTER = "current"
+
+
+@dataclass(frozen=True)
+class ServedTable:
+    name: str  # schema.table, the same in the warehouse and the serving copy
+    mode: Literal["replace", "upsert", "append_recent"]
+    key: tuple[str, ...] = ()
+
+
+SERVED_TABLES: tuple[ServedTable, ...] = (
+    ServedTable("prod.mart_latest_ranking", "replace"),
+    ServedTable("prod.dim_coins", "replace"),
+    ServedTable("prod.mart_market_overview", "upsert", ("snapshot_at",)),
+    ServedTable("prod.mart_coin_hourly", "upsert", ("coin_id", "bucket_at")),
+    ServedTable("prod.mart_coin_daily", "upsert", ("coin_id", "bucket_at")),
+    ServedTable("prod.facts_coins", "append_recent", ("coin_id", "snapshot_at")),
+    ServedTable("ops.dbt_results", "replace"),
+)
+
+
+@dataclass
+class PublishResult:
+    copy: str
+    rows_copied: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def current_copy(serving_dir: Path) -> Path | None:
+    """The serving file readers should open now, or None before the first publish."""
+    try:
+        name = (serving_dir / POINTER).read_text().strip()
+    except FileNotFoundError:
+        return None
+    path = serving_dir / f"{name}.duckdb"
+    return path if name in COPIES and path.exists() else None
+
+
+def publish(warehouse_path: Path, serving_dir: Path, *, full: bool = False) -> PublishResult:
+    """Bring the copy readers are not using up to date with the warehouse, then point
+    readers at it. `full` rebuilds the copy (after a full refresh or a model change)."""
+    started = time.perf_counter()
+    serving_dir.mkdir(parents=True, exist_ok=True)
+    current = current_copy(serving_dir)
+    target_name = "b" if current is not None and current.stem == "a" else "a"
+    target = serving_dir / f"{target_name}.duckdb"
+    result = PublishResult(copy=target_name)
+    con = _connect_for_writing(target)
+    try:
+        con.execute("attach $path as warehouse (read_only)", {"path": str(warehouse_path)})
+        for table in SERVED_TABLES:
+            if _exists(con, "warehouse", table.name):
+                result.rows_copied[table.name] = _sync(con, table, full=full)
+        _write_model_rows(con)
+        con.execute("detach warehouse")
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    _point_readers_at(serving_dir, target_name)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _connect_for_writing(path: Path, attempts: int = 10) -> duckdb.DuckDBPyConnection:
+    """A reader may still hold this copy for a moment (it was current two publishes ago)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException:
+            if attempt == attempts:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _exists(con: duckdb.DuckDBPyConnection, catalog: str, qualified: str) -> bool:
+    schema, table = qualified.split(".")
+    found = con.execute(
+        "select count(*) from duckdb_tables() where database_name = $catalog "
+        "and schema_name = $schema and table_name = $table",
+        {"catalog": catalog, "schema": schema, "table": table},
+    ).fetchall()[0][0]
+    return bool(found)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, catalog: str, qualified: str) -> list[tuple[str, str]]:
+    schema, table = qualified.split(".")
+    return con.execute(
+        "select column_name, data_type from duckdb_columns() where database_name = $catalog "
+        "and schema_name = $schema and table_name = $table order by column_index",
+        {"catalog": catalog, "schema": schema, "table": table},
+    ).fetchall()
+
+
+def _sync(con: duckdb.DuckDBPyConnection, table: ServedTable, *, full: bool) -> int:
+    source = f"warehouse.{table.name}"
+    schema = table.name.split(".")[0]
+    con.execute(f"create schema if not exists {schema}")
+    same_shape = _exists(con, _catalog(con), table.name) and (
+        _columns(con, _catalog(con), table.name) == _columns(con, "warehouse", table.name)
+    )
+    recent = ""
+    if table.mode == "append_recent":
+        recent = (
+            f"snapshot_at >= (select max(snapshot_at) from {source}) "
+            f"- interval {RECENT_FACT_DAYS} day"
+        )
+    if full or table.mode == "replace" or not same_shape:
+        where = f"where {recent}" if recent else ""
+        con.execute(f"create or replace table {table.name} as select * from {source} {where}")
+        return con.execute(f"select count(*) from {table.name}").fetchall()[0][0]
+
+    watermark = con.execute(f"select max(loaded_at) from {table.name}").fetchall()[0][0]
+    new_rows = f"select * from {source}" + (
+        " where loaded_at > $watermark" if watermark is not None else ""
+    )
+    params = {"watermark": watermark} if watermark is not None else {}
+    con.execute("begin transaction")
+    if table.mode == "upsert":
+        keys = ", ".join(table.key)
+        con.execute(
+            f"delete from {table.name} where ({keys}) in (select ({keys}) from ({new_rows}))",
+            params,
+        )
+    copied = con.execute(f"insert into {table.name} {new_rows}", params).fetchall()[0][0]
+    if recent:
+        con.execute(f"delete from {table.name} where not ({recent})")
+    con.execute("commit")
+    return copied
+
+
+def _catalog(con: duckdb.DuckDBPyConnection) -> str:
+    return con.execute("select current_database()").fetchall()[0][0]
+
+
+def _write_model_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """Row counts of the warehouse's models (the serving copy holds only recent facts)."""
+    con.execute("create schema if not exists ops")
+    con.execute(
+        """
+        create or replace table ops.model_rows as
+        select schema_name || '.' || table_name as model, estimated_size as row_count
+        from duckdb_tables()
+        where database_name = 'warehouse' and schema_name in ('raw', 'prod')
+        """
+    )
+    con.execute(
+        "create or replace table ops.published as select $at::timestamp as published_at",
+        {"at": datetime.now(tz=UTC).replace(tzinfo=None)},
+    )
+
+
+def _point_readers_at(serving_dir: Path, name: str) -> None:
+    temporary = serving_dir / f".{POINTER}.tmp"
+    temporary.write_text(name)
+    os.replace(temporary, serving_dir / POINTER)
+
+
+class Reader(Protocol):
+    """How the app runs a query: named `$parameters`, a DataFrame back."""
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame: ...
+
+
+class ServingReader:
+    """Read-only queries against the current serving copy, one short connection each."""
+
+    def __init__(self, serving_dir: Path) -> None:
+        self.serving_dir = serving_dir
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        path = current_copy(self.serving_dir)
+        if path is None:
+            raise NoDataYet("nothing has been published yet: run the pipeline once")
+        with duckdb.connect(str(path), read_only=True) as con:
+            return con.execute(sql, params or {}).df()
+
+
+class NoDataYet(RuntimeError):
+    """The pipeline has not published anything yet."""

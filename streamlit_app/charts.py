@@ -1,0 +1,177 @@
+"""Chart builders: pure functions from a DataFrame to an Altair chart, no Streamlit inside,
+so each is unit-tested on its own. Data arrive already aggregated to the range's granularity
+(see data.RANGE_SPECS); `MAX_POINTS` guards against a chart that would carry too much."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+MAX_POINTS = 5000  # Altair's own default limit; our ranges stay well under it
+UP, DOWN, NEUTRAL = "#16a34a", "#dc2626", "#2563eb"
+
+
+class TooManyPoints(ValueError):
+    """A chart was handed more rows than a browser should draw."""
+
+
+def _checked(frame: pd.DataFrame) -> pd.DataFrame:
+    if len(frame) > MAX_POINTS:
+        raise TooManyPoints(
+            f"{len(frame)} rows for one chart (limit {MAX_POINTS}): aggregate first"
+        )
+    return frame
+
+
+def _time_axis(title: str = "") -> alt.X:
+    return alt.X("observed_at:T", title=title, axis=alt.Axis(labelOverlap=True))
+
+
+def price_chart(series: pd.DataFrame) -> alt.Chart:
+    """Price over time, coloured by direction over the range."""
+    frame = _checked(series)
+    rising = len(frame) < 2 or frame["price_usd"].iloc[-1] >= frame["price_usd"].iloc[0]
+    return (
+        alt.Chart(frame, title="Price (USD)")
+        .mark_line(color=UP if rising else DOWN, interpolate="monotone")
+        .encode(
+            x=_time_axis(),
+            y=alt.Y("price_usd:Q", title=None, scale=alt.Scale(zero=False)),
+            tooltip=[
+                alt.Tooltip("observed_at:T", title="time"),
+                alt.Tooltip("price_usd:Q", title="price", format=",.8~g"),
+            ],
+        )
+    )
+
+
+def market_cap_volume_chart(series: pd.DataFrame) -> alt.LayerChart:
+    """Market cap as an area, 24h volume as bars beneath, on their own axes."""
+    frame = _checked(series)
+    base = alt.Chart(frame).encode(x=_time_axis())
+    cap = base.mark_area(opacity=0.35, color=NEUTRAL).encode(
+        y=alt.Y("market_cap_usd:Q", title="Market cap (USD)", axis=alt.Axis(format="~s")),
+        tooltip=[
+            alt.Tooltip("observed_at:T", title="time"),
+            alt.Tooltip("market_cap_usd:Q", title="market cap", format=",.0f"),
+        ],
+    )
+    volume = base.mark_bar(opacity=0.6, color="#a855f7").encode(
+        y=alt.Y("volume_usd_24hr:Q", title="24h volume (USD)", axis=alt.Axis(format="~s")),
+        tooltip=[
+            alt.Tooltip("observed_at:T", title="time"),
+            alt.Tooltip("volume_usd_24hr:Q", title="24h volume", format=",.0f"),
+        ],
+    )
+    return (
+        alt.layer(cap, volume)
+        .resolve_scale(y="independent")
+        .properties(title="Market cap and 24h volume")
+    )
+
+
+def rank_chart(series: pd.DataFrame, color_by: str | None = None) -> alt.Chart:
+    """Rank over time, rank 1 at the top (the seed system never showed this)."""
+    frame = _checked(series)
+    encoding = {
+        "x": _time_axis(),
+        "y": alt.Y(
+            "rank:Q",
+            title="Rank",
+            scale=alt.Scale(reverse=True, zero=False),
+            axis=alt.Axis(format="d", tickMinStep=1),
+        ),
+        "tooltip": [alt.Tooltip("observed_at:T", title="time"), alt.Tooltip("rank:Q")],
+    }
+    mark = alt.Chart(frame, title="Rank by market cap").mark_line(interpolate="step-after")
+    if color_by:
+        encoding["color"] = alt.Color(f"{color_by}:N", title=None)
+        encoding["tooltip"].append(alt.Tooltip(f"{color_by}:N", title="coin"))
+        return mark.encode(**encoding)
+    return mark.encode(color=alt.value(NEUTRAL), **encoding)
+
+
+def returns_chart(series: pd.DataFrame) -> alt.Chart:
+    """Each coin's % return from the start of the range, on one axis."""
+    frame = _checked(series)
+    lines = (
+        alt.Chart(frame, title="Return since the start of the range (%)")
+        .mark_line()
+        .encode(
+            x=_time_axis(),
+            y=alt.Y("return_pct:Q", title="%"),
+            color=alt.Color("coin_id:N", title=None),
+            tooltip=[
+                alt.Tooltip("coin_id:N", title="coin"),
+                alt.Tooltip("observed_at:T", title="time"),
+                alt.Tooltip("return_pct:Q", title="return %", format="+.2f"),
+            ],
+        )
+    )
+    zero = (
+        alt.Chart(pd.DataFrame({"y": [0]}))
+        .mark_rule(strokeDash=[4, 4], color="gray")
+        .encode(y="y:Q")
+    )
+    return alt.layer(lines, zero)
+
+
+def most_traded_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Horizontal bars of 24h volume, largest on top (the seed's 'most traded tokens')."""
+    data = _checked(frame).assign(coin=lambda f: f["name"] + " (" + f["symbol"] + ")")
+    return (
+        alt.Chart(data, title="Most traded by 24h volume")
+        .mark_bar(color="#a855f7")
+        .encode(
+            x=alt.X("volume_usd_24hr:Q", title="24h volume (USD)", axis=alt.Axis(format="~s")),
+            y=alt.Y("coin:N", sort="-x", title=None),
+            tooltip=[alt.Tooltip("coin:N"), alt.Tooltip("volume_usd_24hr:Q", format=",.0f")],
+        )
+    )
+
+
+def snapshots_per_day_chart(per_day: pd.DataFrame) -> alt.Chart:
+    """Snapshots per day against what the schedule gives (`expected`: 288 live, 1 replayed);
+    short days are amber, days with no snapshot at all are shown as red zeros, never
+    interpolated."""
+    frame = _checked(per_day).copy()
+    if not frame.empty:
+        days = pd.date_range(frame["day"].min(), frame["day"].max(), freq="D")
+        frame = (
+            frame.assign(day=pd.to_datetime(frame["day"]))
+            .set_index("day")
+            .reindex(days)
+            .rename_axis("day")
+            .reset_index()
+        )
+        frame["expected"] = frame["expected"].ffill()
+        frame["snapshots"] = frame["snapshots"].fillna(0).astype(int)
+    frame["status"] = [
+        "missing" if n == 0 else ("complete" if n >= expected else "gaps")
+        for n, expected in zip(frame["snapshots"], frame["expected"], strict=True)
+    ]
+    return (
+        alt.Chart(frame, title="Snapshots per day")
+        .mark_bar()
+        .encode(
+            x=alt.X(
+                "yearmonthdate(day):O",
+                title=None,
+                axis=alt.Axis(labelOverlap=True, labelAngle=0, format="%b %d"),
+            ),
+            y=alt.Y("snapshots:Q", title="snapshots"),
+            color=alt.Color(
+                "status:N",
+                scale=alt.Scale(
+                    domain=["complete", "gaps", "missing"], range=[UP, "#f59e0b", DOWN]
+                ),
+                title=None,
+            ),
+            tooltip=[
+                alt.Tooltip("day:T"),
+                alt.Tooltip("snapshots:Q"),
+                alt.Tooltip("expected:Q"),
+                alt.Tooltip("status:N"),
+            ],
+        )
+    )

@@ -1,0 +1,326 @@
+"""Every query the app runs, in one place.
+
+- Reads the prod models only (never raw), through the target's reader: the published
+  serving copy on the local target (see flows/serving.py).
+- User input only ever travels as bound `$parameters`; the few things that shape SQL
+  (sort column, range) come from fixed whitelists below, never from free text.
+- Results are cached for `CACHE_TTL_SECONDS`, a fifth of the 5-minute schedule, so a new
+  snapshot shows within a minute of being published and a page never waits on the pipeline.
+- Long ranges read the hourly and daily rollups, so no query scans the 5-minute history
+  beyond the last week and no chart gets more than a few thousand points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import pandas as pd
+import streamlit as st
+
+from flows.serving import NoDataYet, Reader
+from flows.settings import get_settings
+from flows.targets import resolve_target
+
+CACHE_TTL_SECONDS = 60
+SCHEDULE_MINUTES = 5
+SNAPSHOTS_PER_DAY = 24 * 60 // SCHEDULE_MINUTES
+
+Range = Literal["1D", "7D", "1M", "3M", "1Y", "ALL"]
+RANGES: tuple[Range, ...] = ("1D", "7D", "1M", "3M", "1Y", "ALL")
+
+
+@dataclass(frozen=True)
+class RangeSpec:
+    days: int | None  # None: everything we have
+    relation: str  # which model carries this range
+    granularity: str  # said under the chart
+
+
+RANGE_SPECS: dict[Range, RangeSpec] = {
+    "1D": RangeSpec(1, "facts", "5-minute snapshots"),
+    "7D": RangeSpec(7, "facts", "5-minute snapshots"),
+    "1M": RangeSpec(30, "hourly", "hourly closes"),
+    "3M": RangeSpec(90, "hourly", "hourly closes"),
+    "1Y": RangeSpec(365, "daily", "daily closes"),
+    "ALL": RangeSpec(None, "daily", "daily closes"),
+}
+
+# What each granularity reads; columns renamed to one shape for the charts.
+SERIES_SQL = {
+    "facts": """
+        select snapshot_at as observed_at, price_usd, market_cap_usd, volume_usd_24hr, rank, supply
+        from prod.facts_coins
+        where coin_id = $coin_id and snapshot_at > $since
+        order by observed_at
+    """,
+    "hourly": """
+        select bucket_at as observed_at, close_price_usd as price_usd,
+               close_market_cap_usd as market_cap_usd,
+               last_volume_usd_24hr as volume_usd_24hr, last_rank as rank, last_supply as supply
+        from prod.mart_coin_hourly
+        where coin_id = $coin_id and bucket_at > $since
+        order by observed_at
+    """,
+    "daily": """
+        select bucket_at as observed_at, close_price_usd as price_usd,
+               close_market_cap_usd as market_cap_usd,
+               last_volume_usd_24hr as volume_usd_24hr, last_rank as rank, last_supply as supply
+        from prod.mart_coin_daily
+        where coin_id = $coin_id and bucket_at > $since
+        order by observed_at
+    """,
+}
+
+# Sort options of the ranking table: label -> (column, descending). Whitelisted.
+SORTS: dict[str, tuple[str, bool]] = {
+    "Rank": ("rank", False),
+    "Price": ("price_usd", True),
+    "1h %": ("change_1h_pct", True),
+    "24h %": ("change_24h_pct", True),
+    "7d %": ("change_7d_pct", True),
+    "Market cap": ("market_cap_usd", True),
+    "Volume (24h)": ("volume_usd_24hr", True),
+    "Supply": ("supply", True),
+}
+
+
+def reader() -> Reader:
+    target = resolve_target(get_settings())
+    if target.open_reader is None:
+        raise RuntimeError(f"the {target.name} target has no reader for the app")
+    return target.open_reader()
+
+
+def _query(sql: str, **params: Any) -> pd.DataFrame:
+    return reader().query(sql, params)
+
+
+def has_data() -> bool:
+    try:
+        return bool(_query("select count(*) as n from prod.mart_market_overview")["n"].iat[0])
+    except NoDataYet:
+        return False
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def data_source() -> dict[str, Any]:
+    """Live or replay, and the replayed period: every page says which."""
+    row = _query(
+        """
+        select
+            arg_max(source, snapshot_at) as latest_source,
+            min(snapshot_at) filter (where source = 'replay') as replay_from,
+            max(snapshot_at) filter (where source = 'replay') as replay_to,
+            count(*) filter (where source = 'replay') as replay_snapshots
+        from prod.mart_market_overview
+        """
+    ).iloc[0]
+    return row.to_dict()
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def market_summary() -> dict[str, Any]:
+    """The latest market totals and the same totals about 24 hours earlier."""
+    frame = _query(
+        """
+        with latest as (
+            select * from prod.mart_market_overview order by snapshot_at desc limit 1
+        ),
+        day_before as (
+            select overview.*
+            from prod.mart_market_overview as overview, latest
+            where overview.snapshot_at <= latest.snapshot_at - interval 24 hour
+              and overview.snapshot_at >= latest.snapshot_at - interval 26 hour
+            order by overview.snapshot_at desc
+            limit 1
+        )
+        select 'now' as moment, * from latest
+        union all
+        select 'day_before' as moment, * from day_before
+        """
+    )
+    rows = {row["moment"]: row for row in frame.to_dict("records")}
+    return {"now": rows.get("now"), "day_before": rows.get("day_before")}
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def ranking(
+    search: str = "", top_n: int = 100, min_market_cap: float = 0.0, sort: str = "Rank"
+) -> pd.DataFrame:
+    """The latest ranking, filtered and sorted; the 7-day sparkline comes with each row."""
+    column, descending = SORTS.get(sort, SORTS["Rank"])
+    order = f"{column} {'desc' if descending else 'asc'} nulls last, rank"
+    return _query(
+        f"""
+        select rank, coin_id, name, symbol, price_usd, change_1h_pct, change_24h_pct,
+               change_7d_pct, market_cap_usd, volume_usd_24hr, supply, sparkline_7d
+        from prod.mart_latest_ranking
+        where rank <= $top_n
+          and coalesce(market_cap_usd, 0) >= $min_market_cap
+          and (lower(name) like $pattern escape '\\' or lower(symbol) like $pattern escape '\\'
+               or lower(coin_id) like $pattern escape '\\')
+        order by {order}
+        """,
+        top_n=int(top_n),
+        min_market_cap=float(min_market_cap),
+        pattern=_like_pattern(search),
+    )
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def movers(direction: Literal["gainers", "losers"], limit: int = 10) -> pd.DataFrame:
+    """Top 24h gainers or losers: our own 24h change, CoinCap's where we lack history."""
+    order = "desc" if direction == "gainers" else "asc"
+    return _query(
+        f"""
+        select rank, name, symbol, price_usd,
+               coalesce(change_24h_pct, api_change_24h_pct) as change_24h_pct, volume_usd_24hr
+        from prod.mart_latest_ranking
+        where coalesce(change_24h_pct, api_change_24h_pct) is not null
+        order by coalesce(change_24h_pct, api_change_24h_pct) {order}, rank
+        limit $limit
+        """,
+        limit=int(limit),
+    )
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def most_traded(limit: int = 10) -> pd.DataFrame:
+    return _query(
+        """
+        select rank, name, symbol, volume_usd_24hr, price_usd
+        from prod.mart_latest_ranking
+        where volume_usd_24hr is not null
+        order by volume_usd_24hr desc
+        limit $limit
+        """,
+        limit=int(limit),
+    )
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def coins() -> pd.DataFrame:
+    """Every coin we have seen, current ones first, for the pickers."""
+    return _query(
+        """
+        select dim.coin_id, dim.name, dim.symbol, ranking.rank
+        from prod.dim_coins as dim
+        left join prod.mart_latest_ranking as ranking using (coin_id)
+        order by ranking.rank nulls last, dim.name
+        """
+    )
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def coin_profile(coin_id: str) -> dict[str, Any] | None:
+    """Attributes, latest figures (if still ranked) and all-time extremes within our data."""
+    frame = _query(
+        """
+        with extremes as (
+            select
+                coin_id,
+                max(high_price_usd) as ath_price_usd,
+                arg_max(bucket_at, high_price_usd) as ath_at,
+                min(low_price_usd) as atl_price_usd,
+                arg_min(bucket_at, low_price_usd) as atl_at,
+                count(*) as days_seen
+            from prod.mart_coin_daily
+            where coin_id = $coin_id
+            group by coin_id
+        )
+        select dim.*, ranking.rank, ranking.price_usd, ranking.change_24h_pct,
+               ranking.market_cap_usd, ranking.volume_usd_24hr, ranking.snapshot_at,
+               extremes.ath_price_usd, extremes.ath_at, extremes.atl_price_usd, extremes.atl_at,
+               extremes.days_seen
+        from prod.dim_coins as dim
+        left join prod.mart_latest_ranking as ranking using (coin_id)
+        left join extremes using (coin_id)
+        where dim.coin_id = $coin_id
+        """,
+        coin_id=coin_id,
+    )
+    return None if frame.empty else frame.iloc[0].to_dict()
+
+
+def _since(days: int | None, latest: datetime) -> datetime:
+    return datetime(1970, 1, 1) if days is None else latest - pd.Timedelta(days=days)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def latest_snapshot_at() -> datetime | None:
+    value = _query("select max(snapshot_at) as latest from prod.mart_market_overview")[
+        "latest"
+    ].iat[0]
+    return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def coin_series(coin_id: str, range_: Range) -> pd.DataFrame:
+    """Price, market cap, volume, rank and supply of one coin over a range, at the
+    granularity the range calls for. Ranges end at the latest snapshot."""
+    spec = RANGE_SPECS[range_]
+    latest = latest_snapshot_at()
+    if latest is None:
+        return pd.DataFrame()
+    return _query(SERIES_SQL[spec.relation], coin_id=coin_id, since=_since(spec.days, latest))
+
+
+def compare_series(coin_ids: tuple[str, ...], range_: Range) -> pd.DataFrame:
+    """Several coins over one range, with each one's % return from its first point."""
+    frames = []
+    for coin_id in coin_ids:
+        frame = coin_series(coin_id, range_)
+        if not frame.empty:
+            frames.append(frame.assign(coin_id=coin_id))
+    if not frames:
+        return pd.DataFrame(columns=["observed_at", "coin_id", "price_usd", "rank", "return_pct"])
+    return with_returns(pd.concat(frames, ignore_index=True))
+
+
+def with_returns(series: pd.DataFrame) -> pd.DataFrame:
+    """Add `return_pct`: each coin's price against its first price in the frame."""
+    first = series.sort_values("observed_at").groupby("coin_id")["price_usd"].transform("first")
+    return series.assign(return_pct=100 * (series["price_usd"] - first) / first)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def pipeline_health() -> dict[str, Any]:
+    """Freshness, snapshots per day, model sizes and the last dbt results."""
+    times = (
+        _query(
+            """
+        select max(snapshot_at) as latest_snapshot_at, max(loaded_at) as latest_loaded_at,
+               (select max(published_at) from ops.published) as published_at
+        from prod.mart_market_overview
+        """
+        )
+        .iloc[0]
+        .to_dict()
+    )
+    per_day = _query(
+        """
+        select cast(snapshot_at as date) as day, count(*) as snapshots,
+               -- the schedule gives 288 a day live; the replay gives one a day
+               case when max(source) = 'replay' then 1 else $per_day end as expected
+        from prod.mart_market_overview
+        group by day
+        order by day
+        """,
+        per_day=SNAPSHOTS_PER_DAY,
+    )
+    model_rows = _query("select model, row_count from ops.model_rows order by model")
+    dbt_results = _query(
+        """
+        select run_at, node, resource_type, status, seconds, message
+        from ops.dbt_results
+        order by status in ('pass', 'success'), resource_type, node
+        """
+    )
+    return {**times, "per_day": per_day, "model_rows": model_rows, "dbt_results": dbt_results}

@@ -1,0 +1,107 @@
+"""Coin: price, market cap and volume, rank over time, supply, extremes, explorer."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from streamlit_app import charts, data, ui
+
+
+def pick_coin() -> str | None:
+    coins = data.coins()
+    if coins.empty:
+        return None
+    labels = {row.coin_id: f"{row.name} ({row.symbol})" for row in coins.itertuples()}
+    wanted = ui.query_param("coin", "bitcoin")
+    options = list(labels)
+    index = options.index(wanted) if wanted in labels else 0
+    coin_id = st.selectbox("Coin", options, index=index, format_func=labels.__getitem__, key="coin")
+    st.query_params["coin"] = coin_id
+    return coin_id
+
+
+def headline(profile: dict) -> None:
+    cols = st.columns(4)
+    if pd.isna(profile.get("rank")):
+        st.info(
+            f"{profile['name']} is not in the latest ranking: it left the top coins we track. "
+            f"Last seen {pd.Timestamp(profile['last_seen_at']):%Y-%m-%d %H:%M} UTC; "
+            "its history stays below."
+        )
+        return
+    cols[0].metric(
+        "Price",
+        ui.price(profile["price_usd"]),
+        ui.pct(profile["change_24h_pct"]) if not pd.isna(profile["change_24h_pct"]) else None,
+    )
+    cols[1].metric("Rank", f"#{int(profile['rank'])}")
+    cols[2].metric("Market cap", ui.usd(profile["market_cap_usd"]))
+    cols[3].metric("Volume (24h)", ui.usd(profile["volume_usd_24hr"]))
+
+
+def supply_and_extremes(profile: dict) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Supply")
+        supply, max_supply = profile.get("supply"), profile.get("max_supply")
+        if pd.isna(supply):
+            st.write("CoinCap gives no circulating supply for this coin.")
+        elif pd.isna(max_supply):
+            st.write(f"{supply:,.0f} {profile['symbol']} in circulation; no maximum supply.")
+        else:
+            share = min(supply / max_supply, 1.0)
+            st.progress(
+                share, text=f"{supply:,.0f} of {max_supply:,.0f} {profile['symbol']} ({share:.1%})"
+            )
+    with right:
+        st.subheader("All-time high and low (our data)")
+        if pd.isna(profile.get("ath_price_usd")):
+            st.write("Not enough history yet.")
+        else:
+            current = profile.get("price_usd")
+            for label, value, at in (
+                ("High", profile["ath_price_usd"], profile["ath_at"]),
+                ("Low", profile["atl_price_usd"], profile["atl_at"]),
+            ):
+                distance = (
+                    ""
+                    if pd.isna(current)
+                    else f", now {ui.pct(100 * (current - value) / value)} from it"
+                )
+                st.write(f"**{label}** {ui.price(value)} on {pd.Timestamp(at):%Y-%m-%d}{distance}")
+            st.caption(f"Within the {int(profile['days_seen'])} day(s) of history we hold.")
+    explorer = profile.get("explorer")
+    if isinstance(explorer, str) and explorer:
+        st.link_button("Open in block explorer", explorer)
+    else:
+        st.caption("CoinCap lists no block explorer for this coin.")
+
+
+def charts_for(coin_id: str, range_: data.Range) -> None:
+    series = data.coin_series(coin_id, range_)
+    spec = data.RANGE_SPECS[range_]
+    if len(series) < 2:
+        st.info(
+            f"{'One snapshot' if len(series) == 1 else 'No data'} in this range: "
+            "a chart needs two. "
+            "Try a longer range, or come back after a few more pipeline runs."
+        )
+        return
+    st.altair_chart(charts.price_chart(series), width="stretch")
+    st.altair_chart(charts.market_cap_volume_chart(series), width="stretch")
+    st.altair_chart(charts.rank_chart(series), width="stretch")
+    st.caption(f"{len(series):,} points: {spec.granularity}.")
+
+
+if ui.page_start("Coin"):
+    coin_id = pick_coin()
+    range_ = ui.pick_range("7D")
+    profile = data.coin_profile(coin_id) if coin_id else None
+    if profile is None:
+        st.info("Pick a coin.")
+    else:
+        st.header(f"{profile['name']} ({profile['symbol']})")
+        headline(profile)
+        charts_for(coin_id, range_)
+        supply_and_extremes(profile)

@@ -1,0 +1,68 @@
+"""Pipeline health: freshness, snapshots per day with gaps, model sizes, dbt results, source."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from streamlit_app import charts, data, ui
+
+STALE_AFTER_MINUTES = 2 * data.SCHEDULE_MINUTES
+
+
+def freshness(health: dict) -> None:
+    minutes = ui.minutes_since(health["latest_loaded_at"])
+    cols = st.columns(2)
+    cols[0].metric("Last load", ui.age(health["latest_loaded_at"]))
+    cols[1].metric("Published for this app", ui.age(health["published_at"]))
+    latest = pd.Timestamp(health["latest_snapshot_at"]).strftime("%Y-%m-%d %H:%M UTC")
+    st.caption(
+        f"Latest snapshot (market time): **{latest}**, {ui.age(health['latest_snapshot_at'])}."
+    )
+    if minutes is None or minutes > STALE_AFTER_MINUTES:
+        st.error(
+            f"**Stale.** Last load {ui.age(health['latest_loaded_at'])}; the schedule "
+            f"runs every {data.SCHEDULE_MINUTES} minutes. Check the Prefect UI for failed runs."
+        )
+    else:
+        st.success(
+            f"Fresh: last load within {STALE_AFTER_MINUTES} minutes "
+            f"(schedule: every {data.SCHEDULE_MINUTES} minutes)."
+        )
+
+
+def source_info() -> None:
+    source = data.data_source()
+    if source["latest_source"] == "replay":
+        st.write(
+            f"**Source: replay** of bundled real 2021 market data (CoinGecko), "
+            f"{source['replay_snapshots']:,} day(s) replayed so far, "
+            f"{pd.Timestamp(source['replay_from']):%Y-%m-%d} to "
+            f"{pd.Timestamp(source['replay_to']):%Y-%m-%d}."
+        )
+    else:
+        st.write("**Source: live CoinCap API** (rest.coincap.io/v3).")
+
+
+def dbt_results(results: pd.DataFrame) -> None:
+    st.subheader("Last dbt build")
+    if results.empty:
+        st.write("No dbt results recorded yet.")
+        return
+    counts = results["status"].value_counts()
+    failing = results[~results["status"].isin(["pass", "success"])]
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items())
+    when = pd.Timestamp(results["run_at"].iat[0]).strftime("%Y-%m-%d %H:%M UTC")
+    (st.error if not failing.empty else st.success)(f"{when}: {summary}.")
+    st.dataframe(results.drop(columns=["run_at"]), hide_index=True, width="stretch")
+
+
+if ui.page_start("Pipeline health"):
+    health = data.pipeline_health()
+    freshness(health)
+    source_info()
+    if not health["per_day"].empty:
+        st.altair_chart(charts.snapshots_per_day_chart(health["per_day"]), width="stretch")
+    st.subheader("Rows per model")
+    st.dataframe(health["model_rows"], hide_index=True, width="stretch")
+    dbt_results(health["dbt_results"])

@@ -1,0 +1,138 @@
+"""Market: the global bar, the ranking with sparklines, movers and most traded."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from streamlit_app import charts, data, ui
+
+TOP_N_CHOICES = (10, 50, 100, 250, 500, 1000, 2000)
+CHANGE_COLUMNS = ("1h %", "24h %", "7d %")
+
+
+def _delta(now: dict, before: dict | None, key: str, kind: str) -> str | None:
+    if before is None or now.get(key) is None or before.get(key) is None:
+        return None
+    if kind == "pct_points":
+        return f"{now[key] - before[key]:+.2f} pts"
+    if kind == "count":
+        return f"{int(now[key] - before[key]):+d}"
+    return f"{100 * (now[key] - before[key]) / before[key]:+.2f}%"
+
+
+def global_bar() -> None:
+    summary = data.market_summary()
+    now, before = summary["now"], summary["day_before"]
+    cols = st.columns(4)
+    cols[0].metric(
+        "Total market cap",
+        ui.usd(now["total_market_cap_usd"]),
+        _delta(now, before, "total_market_cap_usd", "relative"),
+    )
+    cols[1].metric(
+        "24h volume",
+        ui.usd(now["total_volume_usd_24hr"]),
+        _delta(now, before, "total_volume_usd_24hr", "relative"),
+    )
+    dominance = now["btc_dominance_pct"]
+    cols[2].metric(
+        "BTC dominance",
+        "n/a" if pd.isna(dominance) else f"{dominance:.1f}%",
+        _delta(now, before, "btc_dominance_pct", "pct_points"),
+        delta_color="off",
+    )
+    cols[3].metric(
+        "Assets",
+        f"{now['asset_count']:,}",
+        _delta(now, before, "asset_count", "count"),
+        delta_color="off",
+    )
+    latest = pd.Timestamp(now["snapshot_at"]).strftime("%Y-%m-%d %H:%M UTC")
+    note = "" if before is not None else " Changes since 24h ago appear after 24 hours of history."
+    st.caption(f"Latest snapshot: **{latest}** ({ui.age(now['snapshot_at'])}).{note}")
+
+
+def _colour(change: str) -> str:
+    """Green up, red down, grey when unknown; `change` is ui.pct's text."""
+    return {"+": "color: #16a34a", "-": "color: #dc2626"}.get(change[:1], "color: gray")
+
+
+def ranking_table() -> None:
+    search_col, top_col, cap_col, sort_col = st.columns([3, 1, 2, 2])
+    search = search_col.text_input("Search", placeholder="name or symbol, e.g. sol", key="search")
+    top_n = top_col.selectbox("Top", TOP_N_CHOICES, index=2, key="top_n")
+    min_cap = cap_col.number_input(
+        "Min market cap (USD)", min_value=0.0, value=0.0, step=1e6, format="%.0f", key="min_cap"
+    )
+    sort = sort_col.selectbox("Sort by", list(data.SORTS), key="sort")
+    frame = data.ranking(search, top_n, min_cap, sort)
+    if frame.empty:
+        st.info("No coin matches these filters.")
+        return
+    table = pd.DataFrame(
+        {
+            "#": frame["rank"],
+            "Coin": frame["name"] + " (" + frame["symbol"] + ")",
+            "Price": frame["price_usd"],
+            # as text: Streamlit shows a null number as "None" whatever the Styler says
+            "1h %": frame["change_1h_pct"].map(ui.pct),
+            "24h %": frame["change_24h_pct"].map(ui.pct),
+            "7d %": frame["change_7d_pct"].map(ui.pct),
+            "Market cap": frame["market_cap_usd"],
+            "Volume (24h)": frame["volume_usd_24hr"],
+            "Supply": frame["supply"],
+            "Last 7 days": frame["sparkline_7d"].map(
+                lambda prices: [] if prices is None else list(prices)
+            ),
+        }
+    )
+    formats = {"Price": ui.price, "Market cap": ui.usd, "Volume (24h)": ui.usd, "Supply": "{:,.0f}"}
+    styled = table.style.map(_colour, subset=list(CHANGE_COLUMNS)).format(formats, na_rep="—")
+    st.dataframe(
+        styled,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "#": st.column_config.NumberColumn(width="small"),
+            "Last 7 days": st.column_config.LineChartColumn(width="medium", color="auto"),
+        },
+    )
+    st.caption(
+        f"{len(frame):,} coins. 1h/24h/7d changes come from our own history; "
+        "'—' means the history is too short for that horizon."
+    )
+
+
+def movers_tables() -> None:
+    left, right = st.columns(2)
+    for column, direction, title in (
+        (left, "gainers", "Top 10 gainers (24h)"),
+        (right, "losers", "Top 10 losers (24h)"),
+    ):
+        frame = data.movers(direction)
+        column.subheader(title)
+        if frame.empty:
+            column.info("Needs a day of history.")
+            continue
+        column.dataframe(
+            pd.DataFrame(
+                {
+                    "Coin": frame["name"] + " (" + frame["symbol"] + ")",
+                    "Price": frame["price_usd"].map(ui.price),
+                    "24h %": frame["change_24h_pct"].map(ui.pct),
+                    "Volume (24h)": frame["volume_usd_24hr"].map(ui.usd),
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+
+
+if ui.page_start("Market"):
+    global_bar()
+    ranking_table()
+    movers_tables()
+    traded = data.most_traded()
+    if not traded.empty:
+        st.altair_chart(charts.most_traded_chart(traded), width="stretch")
