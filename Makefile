@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DO_NOT_TRACK := 1
 
-.PHONY: help install up tick test lint format clean
+.PHONY: help install up tick app test lint format clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,11 +24,15 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv with the pinned dependencies
 
-up: install  ## run everything: Prefect server + UI on :4200, pipeline every 5 minutes (Ctrl-C stops)
+up: install  ## everything: Prefect UI :4200, pipeline every 5 min, analyst app :8501 (Ctrl-C stops)
 	$(BIN)/python -m flows.stack
 
 tick: install  ## one pipeline run now, from the CLI (uses the server of `make up` if it runs)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.pipeline
+
+app: install  ## only the analyst app on :8501 (reads what the pipeline published)
+	$(BIN)/python -m streamlit run streamlit_app/app.py --server.headless true \
+		--server.address 127.0.0.1 --browser.gatherUsageStats false
 
 test: install  ## the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     http_backoff_seconds: float = Field(1.0, ge=0, description="Base of the exponential backoff.")
     dbt_project_dir: Path = Field(PROJECT_ROOT / "dbt")
     dbt_target: str | None = Field(None, description="dbt target; defaults to the target.")
+    app_cache_ttl_seconds: int = Field(
+        60, ge=0, description="How long the app reuses a query result (schedule: 5 minutes)."
+    )
     lock_timeout_seconds: float = Field(
         240.0, ge=0, description="How long a pipeline run waits for a running one to finish."
     )

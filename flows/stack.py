@@ -1,5 +1,6 @@
 """The whole local stack in one process tree, for `make up`: a Prefect server (SQLite,
-UI on http://127.0.0.1:4200) and the served `pipeline` deployment. Ctrl-C stops all of it.
+UI on http://127.0.0.1:4200), the served `pipeline` deployment and the analyst app
+(http://127.0.0.1:8501). Ctrl-C stops all of it.
 
     python -m flows.stack
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from flows.settings import PROJECT_ROOT, get_settings
 
 PREFECT_PORT = 4200
+APP_PORT = 8501
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -36,6 +38,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 1
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the local stack until Ctrl-C.")
     parser.add_argument("--port", type=int, default=PREFECT_PORT, help="Prefect server and UI port")
+    parser.add_argument("--app-port", type=int, default=APP_PORT, help="Streamlit app port")
     parser.add_argument("--logs", type=Path, default=PROJECT_ROOT / "logs")
     args = parser.parse_args()
     settings = get_settings()
@@ -50,6 +53,7 @@ def main() -> None:
         )
     children: list[subprocess.Popen[bytes]] = []
     server_log = open(logs / "prefect-server.log", "ab")  # noqa: SIM115 (lives as long as the server)
+    app_log = open(logs / "streamlit.log", "ab")  # noqa: SIM115
     try:
         server = subprocess.Popen(
             [
@@ -74,6 +78,29 @@ def main() -> None:
         print(f"Prefect UI: http://127.0.0.1:{args.port}  (Ctrl-C stops everything)", flush=True)
         worker = subprocess.Popen([sys.executable, "-m", "flows.serve"], env=env, cwd=PROJECT_ROOT)
         children.append(worker)
+        app = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "streamlit_app/app.py",
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(args.app_port),
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=app_log,
+            stderr=subprocess.STDOUT,
+        )
+        children.append(app)
+        print(f"Analyst app: http://127.0.0.1:{args.app_port}", flush=True)
         worker.wait()
     except KeyboardInterrupt:
         print("\nStopping ...")
@@ -87,6 +114,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 child.kill()
         server_log.close()
+        app_log.close()
 
 
 if __name__ == "__main__":

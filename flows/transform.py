@@ -26,7 +26,8 @@ class DbtBuildFailed(RuntimeError):
     """A model or a data test failed; the results are recorded for the health page."""
 
 
-def _node_result(node: Any) -> DbtNodeResult:
+def node_result(node: Any) -> DbtNodeResult:
+    """One dbt node's outcome, as the warehouse keeps it."""
     return DbtNodeResult(
         node=node.node.name,
         resource_type=str(node.node.resource_type),
@@ -57,7 +58,7 @@ class TransformResult:
 
 
 @contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def dbt_environment(values: dict[str, str]) -> Iterator[None]:
     """What the dbt profile reads, set for the duration of the run only."""
     previous = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
@@ -83,13 +84,13 @@ def transform(full_refresh: bool = False) -> TransformResult:
     dbt_settings = PrefectDbtSettings(
         project_dir=settings.dbt_project_dir, profiles_dir=settings.dbt_project_dir
     )
-    with _environment({"DO_NOT_TRACK": "1", **target.dbt_env}):
+    with dbt_environment({"DO_NOT_TRACK": "1", **target.dbt_env}):
         try:
             result = PrefectDbtRunner(settings=dbt_settings, raise_on_failure=False).invoke(args)
         finally:
             target.release_dbt()
     nodes = list(result.result or [])
-    record_dbt_results(target, [_node_result(n) for n in nodes])
+    record_dbt_results(target, [node_result(n) for n in nodes])
     failed = [n.node.name for n in nodes if str(n.status) in ("error", "fail")]
     if not result.success:
         raise DbtBuildFailed(f"dbt build failed: {failed or result.exception}")

@@ -45,6 +45,11 @@ create table if not exists {RAW_SCHEMA}.coincap_assets (
     lake_path varchar not null,          -- the lake file these rows came from
     loaded_at timestamp not null         -- when this file was loaded, UTC
 );
+create schema if not exists ops;
+create table if not exists ops.dbt_results (  -- the last dbt build, for the health page
+    run_at timestamp, node varchar, resource_type varchar, status varchar,
+    seconds double, message varchar
+);
 create table if not exists {RAW_SCHEMA}.lake_files (
     lake_path varchar primary key,
     source varchar not null,
@@ -179,11 +184,8 @@ class DuckDBWarehouse:
     def record_dbt_results(self, results: list[DbtNodeResult]) -> None:
         """Replace `ops.dbt_results` with the latest build's nodes."""
         run_at = datetime.now(tz=UTC).replace(tzinfo=None)
-        self.con.execute("create schema if not exists ops")
-        self.con.execute(
-            "create or replace table ops.dbt_results (run_at timestamp, node varchar, "
-            "resource_type varchar, status varchar, seconds double, message varchar)"
-        )
+        self.con.execute("begin transaction")
+        self.con.execute("delete from ops.dbt_results")
         if results:
             self.con.executemany(
                 "insert into ops.dbt_results values (?, ?, ?, ?, ?, ?)",
@@ -192,6 +194,7 @@ class DuckDBWarehouse:
                     for r in results
                 ],
             )
+        self.con.execute("commit")
 
     def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int:
         """Insert one snapshot and its manifest entry in one transaction."""

@@ -7,7 +7,11 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-MAX_POINTS = 5000  # Altair's own default limit; our ranges stay well under it
+MAX_POINTS = 5000
+# d3's SI prefixes say G for a billion; money says B.
+MONEY_AXIS = alt.Axis(
+    labelExpr="replace(format(datum.value, '$.3~s'), 'G', 'B')"
+)  # Altair's own default limit; our ranges stay well under it
 UP, DOWN, NEUTRAL = "#16a34a", "#dc2626", "#2563eb"
 
 
@@ -50,14 +54,14 @@ def market_cap_volume_chart(series: pd.DataFrame) -> alt.LayerChart:
     frame = _checked(series)
     base = alt.Chart(frame).encode(x=_time_axis())
     cap = base.mark_area(opacity=0.35, color=NEUTRAL).encode(
-        y=alt.Y("market_cap_usd:Q", title="Market cap (USD)", axis=alt.Axis(format="~s")),
+        y=alt.Y("market_cap_usd:Q", title="Market cap (USD)", axis=MONEY_AXIS),
         tooltip=[
             alt.Tooltip("observed_at:T", title="time"),
             alt.Tooltip("market_cap_usd:Q", title="market cap", format=",.0f"),
         ],
     )
     volume = base.mark_bar(opacity=0.6, color="#a855f7").encode(
-        y=alt.Y("volume_usd_24hr:Q", title="24h volume (USD)", axis=alt.Axis(format="~s")),
+        y=alt.Y("volume_usd_24hr:Q", title="24h volume (USD)", axis=MONEY_AXIS),
         tooltip=[
             alt.Tooltip("observed_at:T", title="time"),
             alt.Tooltip("volume_usd_24hr:Q", title="24h volume", format=",.0f"),
@@ -123,7 +127,7 @@ def most_traded_chart(frame: pd.DataFrame) -> alt.Chart:
         alt.Chart(data, title="Most traded by 24h volume")
         .mark_bar(color="#a855f7")
         .encode(
-            x=alt.X("volume_usd_24hr:Q", title="24h volume (USD)", axis=alt.Axis(format="~s")),
+            x=alt.X("volume_usd_24hr:Q", title="24h volume (USD)", axis=MONEY_AXIS),
             y=alt.Y("coin:N", sort="-x", title=None),
             tooltip=[alt.Tooltip("coin:N"), alt.Tooltip("volume_usd_24hr:Q", format=",.0f")],
         )

@@ -46,6 +46,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         "CRYPTOLYTICS_TARGET": "local",
         "CRYPTOLYTICS_LAKE_URL": str(tmp_path / "lake"),
         "CRYPTOLYTICS_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "CRYPTOLYTICS_SERVING_DIR": str(tmp_path / "serving"),
         "CRYPTOLYTICS_SOURCE": "replay",
         "CRYPTOLYTICS_COINCAP_API_KEY": "",
         "CRYPTOLYTICS_HTTP_BACKOFF_SECONDS": "0.01",

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 
 import duckdb
 import pytest
-from dbt.cli.main import dbtRunner
 
 from flows.lake import Lake
-from flows.settings import PROJECT_ROOT, Settings
-from flows.targets import resolve_target
+from flows.settings import Settings
 from flows.warehouse import DuckDBWarehouse, load_pending
 from tests.conftest import RECORDED_TIMESTAMP, body_variant
+from tests.helpers import run_dbt
 
 MINUTE = 60_000
 SEED_STG_COLUMNS = {
@@ -45,33 +42,6 @@ SEED_FACT_COLUMNS = [
 ]
 
 
-@pytest.fixture
-def warehouse_settings(settings: Settings) -> Iterator[Settings]:
-    target = resolve_target(settings)
-    previous = os.environ.get("DBT_DUCKDB_PATH")
-    os.environ.update(target.dbt_env)
-    yield settings
-    target.release_dbt()
-    if previous is None:
-        os.environ.pop("DBT_DUCKDB_PATH", None)
-
-
-def dbt(settings: Settings, *args: str) -> None:
-    target = resolve_target(settings)
-    project = str(PROJECT_ROOT / "dbt")
-    try:
-        result = dbtRunner().invoke(
-            [*args, "--project-dir", project, "--profiles-dir", project, "--quiet"]
-        )
-    finally:
-        target.release_dbt()
-    assert result.success, result.exception or [
-        (r.node.name, r.status, r.message)
-        for r in result.result
-        if r.status not in ("pass", "success")
-    ]
-
-
 def land(
     settings: Settings, raw: bytes, offsets_minutes: list[int], *, drop_last: int = 0
 ) -> dict[int, bytes]:
@@ -100,11 +70,10 @@ def columns(settings: Settings, relation: str) -> list[str]:
 
 
 def test_build_keeps_the_seed_contract_and_the_whole_history(
-    warehouse_settings: Settings, recorded_assets: bytes
+    settings: Settings, recorded_assets: bytes
 ) -> None:
-    settings = warehouse_settings
     land(settings, recorded_assets, [0, 5, 10])
-    dbt(settings, "build")
+    run_dbt(settings, "build")
 
     assert set(columns(settings, "staging.stg_coinsdata")) >= SEED_STG_COLUMNS
     assert columns(settings, "prod.dim_coins")[:6] == SEED_DIM_COLUMNS
@@ -115,7 +84,7 @@ def test_build_keeps_the_seed_contract_and_the_whole_history(
 
     # a second run adds the new snapshots (two fewer coins each) and a late, older one
     land(settings, recorded_assets, [15, 20, -50], drop_last=2)
-    dbt(settings, "build")
+    run_dbt(settings, "build")
 
     assert query(
         settings, "select count(*), count(distinct snapshot_at) from prod.facts_coins"
@@ -139,11 +108,10 @@ def test_build_keeps_the_seed_contract_and_the_whole_history(
 
 
 def test_latest_ranking_changes_come_from_our_own_history(
-    warehouse_settings: Settings, recorded_assets: bytes
+    settings: Settings, recorded_assets: bytes
 ) -> None:
-    settings = warehouse_settings
     bodies = land(settings, recorded_assets, [-60, 0])
-    dbt(settings, "build")
+    run_dbt(settings, "build")
 
     def price(ts: int, coin: str) -> float:
         return next(float(a["priceUsd"]) for a in json.loads(bodies[ts])["data"] if a["id"] == coin)
@@ -172,16 +140,13 @@ def test_latest_ranking_changes_come_from_our_own_history(
     assert overview == [(100, pytest.approx(100 * caps["bitcoin"] / sum(caps.values())))]
 
 
-def test_full_refresh_rebuilds_the_same_history(
-    warehouse_settings: Settings, recorded_assets: bytes
-) -> None:
-    settings = warehouse_settings
+def test_full_refresh_rebuilds_the_same_history(settings: Settings, recorded_assets: bytes) -> None:
     land(settings, recorded_assets, [0, 5])
-    dbt(settings, "build")
+    run_dbt(settings, "build")
     land(settings, recorded_assets, [10])
-    dbt(settings, "build")
+    run_dbt(settings, "build")
     checksum = "select count(*), sum(price_usd), sum(rank) from prod.facts_coins"
     incremental = query(settings, checksum)
-    dbt(settings, "build", "--full-refresh")
+    run_dbt(settings, "build", "--full-refresh")
     assert query(settings, checksum) == incremental
     assert incremental[0][0] == 300

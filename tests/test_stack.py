@@ -41,7 +41,7 @@ def completed_pipeline_runs(api: str) -> list[dict]:
 
 
 def test_stack_serves_the_pipeline_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
+    port, app_port = free_port(), free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
@@ -50,6 +50,7 @@ def test_stack_serves_the_pipeline_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         "DO_NOT_TRACK": "1",
         "CRYPTOLYTICS_LAKE_URL": str(tmp_path / "lake"),
         "CRYPTOLYTICS_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "CRYPTOLYTICS_SERVING_DIR": str(tmp_path / "serving"),
         "CRYPTOLYTICS_SOURCE": "coincap",
         "CRYPTOLYTICS_COINCAP_API_KEY": "",  # no key: the stack must replay and say so
     }
@@ -61,6 +62,8 @@ def test_stack_serves_the_pipeline_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             "flows.stack",
             "--port",
             str(port),
+            "--app-port",
+            str(app_port),
             "--logs",
             str(tmp_path / "logs"),
         ],
@@ -82,6 +85,8 @@ def test_stack_serves_the_pipeline_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert stack.poll() is None, "the stack exited on its own"
             time.sleep(2)
         assert runs, "no flow run completed within 4 minutes"
+        app = httpx.get(f"http://127.0.0.1:{app_port}/_stcore/health", timeout=5)
+        assert app.status_code == 200  # the analyst app runs next to the pipeline
         # the first tick ran at once: replay day one is in the warehouse
         time.sleep(1)
     finally:
@@ -93,5 +98,6 @@ def test_stack_serves_the_pipeline_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             "select count(distinct snapshot_at), min(source) from prod.facts_coins"
         ).fetchall()
     assert days == [(1, "replay")]
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{api}/health", timeout=2)  # Ctrl-C stopped the server too
+    for stopped in (f"{api}/health", f"http://127.0.0.1:{app_port}/_stcore/health"):
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(stopped, timeout=2)  # Ctrl-C stopped the server and the app too

@@ -144,45 +144,65 @@ def test_an_unreadable_lake_file_fails_loudly_and_the_rest_still_load(
 
 
 KILLED_LOADER = """
-import os, signal, sys, threading
+import logging, os, random, signal, sys, threading, time
 from pathlib import Path
 from flows.lake import Lake
 from flows.warehouse import DuckDBWarehouse, load_pending
-lake_dir, db, delay = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+
+lake_dir, db, after_files, seed = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+random.seed(seed)
+
+
+class KillAfter(logging.Handler):
+    # SIGKILL this process a moment after the Nth file committed: between two files, or
+    # inside the next file's transaction, depending on the random delay.
+    def __init__(self):
+        super().__init__()
+        self.files = 0
+
+    def emit(self, record):
+        if record.getMessage().startswith("loaded "):
+            self.files += 1
+            if self.files == after_files:
+                delay = random.uniform(0, 0.01)
+                threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
+
+
+logging.getLogger("flows.warehouse").addHandler(KillAfter())
+logging.getLogger("flows.warehouse").setLevel(logging.INFO)
 with DuckDBWarehouse(db) as warehouse:
-    killer = threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGKILL))
-    killer.daemon = True
-    killer.start()
     load_pending(Lake(lake_dir), warehouse)
-print("finished before the kill")
+time.sleep(1)  # a kill still pending lands here, after the last commit
 """
 
 
 def test_sigkill_at_any_point_of_a_load_leaves_no_partial_file(
     tmp_path: Path, recorded_assets: bytes
 ) -> None:
-    """Kill real loader processes at staggered moments; after each kill the warehouse holds
-    whole files only, and a normal run then completes the work exactly."""
+    """SIGKILL real loader processes after 1..N committed files plus a random moment (between
+    files or inside the next file's transaction); after each kill the warehouse holds whole
+    files only, and a normal run then completes the work exactly."""
     lake_dir = tmp_path / "lake"
     lake = Lake(str(lake_dir))
-    files = 150
+    files = 60
     expected_rows = fill_lake(lake, recorded_assets, files)
     db = tmp_path / "wh.duckdb"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    killed_midway = 0
-    for delay in (0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3):
+    loaded_before = 0
+    for run, after in enumerate((1, 2, 3, 5, 4, 2, 3, 1, 2, 3)):
         process = subprocess.run(
-            [sys.executable, "-c", KILLED_LOADER, str(lake_dir), str(db), str(delay)],
+            [sys.executable, "-c", KILLED_LOADER, str(lake_dir), str(db), str(after), str(run)],
             env=env,
             capture_output=True,
             text=True,
             timeout=120,
         )
+        assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
         assert_manifest_matches_rows(db)
-        loaded_files = table_counts(db)[1]
-        if process.returncode == -signal.SIGKILL and 0 < loaded_files < files:
-            killed_midway += 1
-    assert killed_midway >= 2, "too few runs were killed mid-load for the test to mean anything"
+        loaded = table_counts(db)[1]
+        assert loaded - loaded_before >= after  # the files committed before the kill stay
+        assert loaded < files  # killed mid-run, not after the work was done
+        loaded_before = loaded
 
     with DuckDBWarehouse(db) as warehouse:
         load_pending(lake, warehouse)

@@ -1,0 +1,218 @@
+"""Every page with Streamlit's AppTest, on warehouses built from real data, asserting on what
+an analyst sees: numbers, rows, banners, empty states."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from flows.settings import Settings
+from streamlit_app import ui
+from tests.conftest import RECORDED_TIMESTAMP, body_variant
+from tests.helpers import replay_bodies, tick
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app" / "app.py")
+REPLAY_DAYS = 9
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {
+        "CRYPTOLYTICS_LAKE_URL": str(root / "lake"),
+        "CRYPTOLYTICS_DUCKDB_PATH": str(root / "warehouse.duckdb"),
+        "CRYPTOLYTICS_SERVING_DIR": str(root / "serving"),
+        "CRYPTOLYTICS_COINCAP_API_KEY": "",
+    }
+
+
+@pytest.fixture(scope="module")
+def replay_days() -> list[tuple[int, bytes]]:
+    return replay_bodies(REPLAY_DAYS)
+
+
+@pytest.fixture(scope="module")
+def replay_root(tmp_path_factory: pytest.TempPathFactory, replay_days) -> Path:
+    """Nine real replay days (up to 2,000 coins each), built in two pipeline ticks."""
+    root = tmp_path_factory.mktemp("replay")
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in _env(root).items():
+            patch.setenv(key, value)
+        settings = Settings()
+        tick(settings, [("replay", ts, body) for ts, body in replay_days[:-1]])
+        tick(settings, [("replay", *replay_days[-1])])
+    return root
+
+
+@pytest.fixture(scope="module")
+def live_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The recorded CoinCap snapshot at three times, as live data."""
+    root = tmp_path_factory.mktemp("live")
+    raw = (
+        Path(__file__).parent / "fixtures/coincap/v3_assets_2025-03-16T183431Z.json"
+    ).read_bytes()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in _env(root).items():
+            patch.setenv(key, value)
+        snapshots = [
+            (
+                "coincap",
+                RECORDED_TIMESTAMP + i * 300_000,
+                body_variant(
+                    raw, timestamp_ms=RECORDED_TIMESTAMP + i * 300_000, price_factor=1 + i / 100
+                ),
+            )
+            for i in range(3)
+        ]
+        tick(Settings(), snapshots)
+    return root
+
+
+def use(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in _env(root).items():
+        monkeypatch.setenv(key, value)
+    st.cache_data.clear()  # results of another warehouse must not leak in
+
+
+@pytest.fixture
+def replay_app(replay_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    use(replay_root, monkeypatch)
+    yield
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def live_app(live_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    use(live_root, monkeypatch)
+    yield
+    st.cache_data.clear()
+
+
+def run(page: str | None = None, **query: str) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60)
+    if page:
+        app.switch_page(f"views/{page}.py")
+    for key, value in query.items():
+        app.query_params[key] = value
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def assets_of(body: bytes) -> dict[str, dict]:
+    return {asset["id"]: asset for asset in json.loads(body)["data"]}
+
+
+def texts(app: AppTest, kind: str) -> str:
+    return " ".join(str(element.value) for element in getattr(app, kind))
+
+
+@pytest.mark.usefixtures("replay_app")
+def test_market_page_shows_the_latest_totals_and_says_replay(replay_days) -> None:
+    app = run()
+    latest = assets_of(replay_days[-1][1])
+    total_cap = sum(float(a["marketCapUsd"]) for a in latest.values())
+
+    assert "Replay, not live data" in texts(app, "warning")
+    assert "2021-01-01 to 2021-01-09" in texts(app, "warning")
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Total market cap"] == ui.usd(total_cap)
+    assert metrics["Assets"] == f"{len(latest):,}"
+    ranking, gainers, losers = (frame.value for frame in app.dataframe)
+    assert len(ranking) == 100
+    assert ranking["Coin"].iloc[0] == "Bitcoin (BTC)"
+    assert ranking["7d %"].iloc[0] != "—"  # nine days of history: the 7d change exists
+    assert (len(gainers), len(losers)) == (10, 10)
+    assert len(app.get("vega_lite_chart")) == 1  # most traded
+
+
+@pytest.mark.usefixtures("replay_app")
+def test_search_filters_and_hostile_input_is_just_text() -> None:
+    app = run()
+    app.text_input(key="search").input("ether").run()
+    coins = app.dataframe[0].value["Coin"].tolist()
+    assert "Ethereum (ETH)" in coins
+    assert all("ether" in c.lower() for c in coins)
+
+    app.text_input(key="search").input("'; drop table prod.facts_coins; --").run()
+    assert not app.exception
+    assert "No coin matches these filters." in texts(app, "info")
+    app.text_input(key="search").input("_").run()  # a LIKE wildcard is literal: no name has "_"
+    assert "No coin matches these filters." in texts(app, "info")
+
+
+@pytest.mark.usefixtures("replay_app")
+def test_coin_page_reads_its_state_from_the_url(replay_days) -> None:
+    app = run("coin", coin="ethereum", range="ALL")
+    price = float(assets_of(replay_days[-1][1])["ethereum"]["priceUsd"])
+
+    assert [h.value for h in app.header] == ["Ethereum (ETH)"]
+    assert {m.label: m.value for m in app.metric}["Price"] == ui.price(price)
+    assert len(app.get("vega_lite_chart")) == 3  # price, cap + volume, rank
+    assert f"{REPLAY_DAYS} points: daily closes." in texts(app, "caption")
+    assert "no maximum supply" in " ".join(m.value for m in app.markdown)
+    assert "lists no block explorer" in texts(app, "caption")
+    assert dict(app.query_params) == {"coin": "ethereum", "range": "ALL"}
+
+
+@pytest.mark.usefixtures("replay_app")
+def test_a_coin_that_left_the_ranking_and_a_coin_seen_once(replay_days) -> None:
+    before, latest = assets_of(replay_days[-2][1]), assets_of(replay_days[-1][1])
+    left = next(c for c in before if c not in latest)
+    newcomer = next(c for c in latest if all(c not in assets_of(b) for _, b in replay_days[:-1]))
+
+    app = run("coin", coin=left, range="ALL")
+    assert "is not in the latest ranking" in texts(app, "info")
+    assert len(app.get("vega_lite_chart")) == 3  # its history still shows
+
+    app = run("coin", coin=newcomer, range="ALL")
+    assert "One snapshot in this range" in texts(app, "info")
+    assert len(app.get("vega_lite_chart")) == 0
+
+
+@pytest.mark.usefixtures("live_app")
+def test_live_coin_with_max_supply_and_explorer() -> None:
+    app = run("coin", coin="bitcoin", range="1D")
+    assert not app.warning  # live data: no replay banner
+    assert "of 21,000,000 BTC" in app.get("progress")[0].proto.text
+    assert app.get("link_button")[0].proto.url == "https://blockchain.info/"
+    assert "3 points: 5-minute snapshots." in texts(app, "caption")
+
+
+@pytest.mark.usefixtures("replay_app")
+def test_compare_page_charts_returns_and_ranks() -> None:
+    app = run("compare", coins="bitcoin,ethereum,tether", range="ALL")
+    assert app.multiselect(key="coins").value == ["bitcoin", "ethereum", "tether"]
+    specs = [chart.proto.spec for chart in app.get("vega_lite_chart")]
+    assert len(specs) == 2
+    assert "return_pct" in specs[0] and '"reverse": true' in specs[1]
+
+    app.multiselect(key="coins").set_value([]).run()
+    assert "Pick one or more coins to compare." in texts(app, "info")
+
+
+@pytest.mark.usefixtures("replay_app")
+def test_health_page_shows_freshness_days_model_rows_and_dbt_results(replay_days) -> None:
+    app = run("health")
+    facts = sum(len(assets_of(body)) for _, body in replay_days)
+
+    assert "Fresh: last load within 10 minutes" in texts(app, "success")
+    assert "Source: replay" in " ".join(m.value for m in app.markdown)
+    assert f"{REPLAY_DAYS} day(s) replayed so far" in " ".join(m.value for m in app.markdown)
+    model_rows = app.dataframe[0].value.set_index("model")["row_count"]
+    assert model_rows["prod.facts_coins"] == facts
+    dbt_results = app.dataframe[1].value
+    assert set(dbt_results["status"]) == {"pass", "success"}
+    assert len(app.get("vega_lite_chart")) == 1  # snapshots per day
+
+
+@pytest.mark.parametrize("page", [None, "coin", "compare", "health"])
+def test_every_page_says_so_when_there_is_no_data_yet(
+    page: str | None, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st.cache_data.clear()
+    app = run(page)
+    assert "No data yet" in texts(app, "info")

@@ -1,0 +1,88 @@
+"""Chart builders are pure: DataFrame in, Altair chart out, checked without Streamlit."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import pytest
+
+from streamlit_app import charts
+
+
+def series(points: int, start_price: float = 100.0, step: float = 1.0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "observed_at": pd.date_range("2025-03-16", periods=points, freq="5min"),
+            "price_usd": [start_price + step * i for i in range(points)],
+            "market_cap_usd": [1e9 + i for i in range(points)],
+            "volume_usd_24hr": [1e7] * points,
+            "rank": [3 - (i % 2) for i in range(points)],
+        }
+    )
+
+
+def spec(chart: alt.TopLevelMixin) -> dict:
+    return chart.to_dict()
+
+
+def test_price_chart_is_a_line_coloured_by_the_range_direction() -> None:
+    up = spec(charts.price_chart(series(10, step=1)))
+    down = spec(charts.price_chart(series(10, step=-1)))
+    assert up["mark"]["type"] == "line"
+    assert up["encoding"]["x"]["field"] == "observed_at"
+    assert up["encoding"]["y"]["field"] == "price_usd"
+    assert up["encoding"]["y"]["scale"]["zero"] is False
+    assert (up["mark"]["color"], down["mark"]["color"]) == (charts.UP, charts.DOWN)
+
+
+def test_rank_chart_puts_rank_one_on_top() -> None:
+    single = spec(charts.rank_chart(series(5)))
+    several = spec(charts.rank_chart(series(5).assign(coin_id="bitcoin"), color_by="coin_id"))
+    assert single["encoding"]["y"]["scale"]["reverse"] is True
+    assert several["encoding"]["color"]["field"] == "coin_id"
+
+
+def test_market_cap_and_volume_have_independent_axes() -> None:
+    chart = spec(charts.market_cap_volume_chart(series(5)))
+    assert [layer["mark"]["type"] for layer in chart["layer"]] == ["area", "bar"]
+    assert chart["resolve"]["scale"]["y"] == "independent"
+
+
+def test_returns_chart_has_one_line_per_coin_and_a_zero_rule() -> None:
+    frame = pd.concat([series(4).assign(coin_id=c) for c in ("bitcoin", "ethereum")])
+    chart = spec(charts.returns_chart(frame.assign(return_pct=0.0)))
+    assert chart["layer"][0]["encoding"]["color"]["field"] == "coin_id"
+    assert chart["layer"][1]["mark"]["type"] == "rule"
+
+
+def test_most_traded_sorts_bars_by_volume() -> None:
+    frame = pd.DataFrame(
+        {"name": ["Tether", "Bitcoin"], "symbol": ["USDT", "BTC"], "volume_usd_24hr": [9e10, 5e10]}
+    )
+    chart = spec(charts.most_traded_chart(frame))
+    assert chart["encoding"]["y"]["sort"] == "-x"
+    values = next(iter(chart["datasets"].values()))
+    assert [row["coin"] for row in values] == ["Tether (USDT)", "Bitcoin (BTC)"]
+
+
+def test_snapshots_per_day_shows_gaps_and_missing_days_as_zero() -> None:
+    per_day = pd.DataFrame(
+        {
+            "day": pd.to_datetime(["2025-03-01", "2025-03-02", "2025-03-04"]),
+            "snapshots": [288, 200, 288],
+            "expected": [288, 288, 288],
+        }
+    )
+    chart = spec(charts.snapshots_per_day_chart(per_day))
+    rows = next(iter(chart["datasets"].values()))
+    assert [(row["snapshots"], row["status"]) for row in rows] == [
+        (288, "complete"),
+        (200, "gaps"),
+        (0, "missing"),
+        (288, "complete"),
+    ]
+
+
+def test_a_chart_refuses_more_points_than_a_browser_should_draw() -> None:
+    with pytest.raises(charts.TooManyPoints, match="aggregate first"):
+        charts.price_chart(series(charts.MAX_POINTS + 1))

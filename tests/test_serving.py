@@ -1,0 +1,113 @@
+"""The app's serving copies: incremental A/B publishing, and readers next to a writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.serving import NoDataYet, ServingReader, current_copy, publish
+from flows.settings import PROJECT_ROOT, Settings
+from tests.helpers import replay_bodies, run_dbt, tick
+
+
+def test_nothing_to_read_before_the_first_publish(settings: Settings) -> None:
+    with pytest.raises(NoDataYet):
+        ServingReader(settings.serving_dir).query("select 1")
+
+
+def test_publish_alternates_copies_and_copies_only_what_changed(settings: Settings) -> None:
+    days = replay_bodies(3, limit=300)
+    tick(settings, [("replay", ts, body) for ts, body in days[:2]])
+    first = current_copy(settings.serving_dir)
+    reader = ServingReader(settings.serving_dir)
+    assert reader.query("select count(*) as n from prod.facts_coins")["n"].iat[0] == 600
+
+    tick(settings, [("replay", days[2][0], days[2][1])])
+    second = current_copy(settings.serving_dir)
+    assert {first.name, second.name} == {"a.duckdb", "b.duckdb"}
+    assert reader.query("select count(*) as n from prod.facts_coins")["n"].iat[0] == 900
+
+    # copy `a` is one publish behind: catching it up copies the newest day only
+    result = publish(settings.duckdb_path, settings.serving_dir)
+    assert result.copy == first.stem
+    assert result.rows_copied["prod.facts_coins"] == 300
+    assert result.rows_copied["prod.mart_market_overview"] == 1
+    counts = reader.query(
+        "select (select count(*) from prod.facts_coins) as facts, "
+        "(select count(*) from prod.mart_market_overview) as snapshots, "
+        "(select count(*) from prod.mart_latest_ranking) as ranking"
+    ).iloc[0]
+    assert (counts["facts"], counts["snapshots"], counts["ranking"]) == (900, 3, 300)
+
+
+def test_full_publish_after_a_full_refresh_gives_the_same_copy(settings: Settings) -> None:
+    tick(settings, [("replay", ts, body) for ts, body in replay_bodies(2, limit=200)])
+    reader = ServingReader(settings.serving_dir)
+    checksum = "select count(*) as n, sum(close_price_usd) as s from prod.mart_coin_hourly"
+    before = reader.query(checksum).iloc[0].to_dict()
+    run_dbt(settings, "build", "--full-refresh")
+    publish(settings.duckdb_path, settings.serving_dir, full=True)
+    assert reader.query(checksum).iloc[0].to_dict() == pytest.approx(before)
+
+
+READER = """
+import json, sys, time, traceback
+from pathlib import Path
+from streamlit_app import data
+stop = Path(sys.argv[1])
+seen, errors, reads = {}, [], 0
+while not stop.exists():
+    try:
+        latest = data.latest_snapshot_at()
+        data.market_summary(); data.ranking("bit", 100, 0.0, "24h %"); data.movers("gainers")
+        data.most_traded(); data.coins(); data.coin_profile("bitcoin")
+        data.coin_series("bitcoin", "1M"); data.compare_series(("bitcoin", "ethereum"), "7D")
+        data.pipeline_health(); data.data_source()
+        reads += 1
+        if latest is not None:
+            seen.setdefault(latest.isoformat(), time.time())
+    except Exception:
+        errors.append(traceback.format_exc())
+    time.sleep(0.05)
+print(json.dumps({"seen": seen, "errors": errors, "reads": reads}))
+"""
+
+
+def test_readers_never_fail_while_the_pipeline_publishes(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The app process reads every page's queries in a loop while the pipeline ticks and
+    publishes: no lock errors, and each new snapshot shows within one cache TTL."""
+    ttl = 1
+    days = replay_bodies(5, limit=500)
+    tick(settings, [("replay", *days[0])])
+    env = {**os.environ, "CRYPTOLYTICS_APP_CACHE_TTL_SECONDS": str(ttl)}
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(tmp_path / "stop")],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    published_at = {}
+    for timestamp, body in days[1:]:
+        tick(settings, [("replay", timestamp, body)])
+        published_at[timestamp] = time.time()
+        time.sleep(ttl + 1)
+    (tmp_path / "stop").touch()
+    out, _ = reader.communicate(timeout=120)
+    report = json.loads(out.strip().splitlines()[-1])
+
+    assert report["errors"] == []
+    assert report["reads"] > 20
+    for timestamp, when in published_at.items():
+        iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp / 1000))
+        assert iso in report["seen"], f"the reader never saw snapshot {iso}"
+        assert report["seen"][iso] - when <= ttl + 2.0
