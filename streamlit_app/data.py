@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from flows.serving import NoDataYet, Reader
-from flows.settings import get_settings
+from flows.settings import Settings, get_settings
 from flows.targets import resolve_target
 
 # A fifth of the 5-minute schedule by default: new snapshots show within a minute.
@@ -88,7 +88,15 @@ SORTS: dict[str, tuple[str, bool]] = {
 
 
 def reader() -> Reader:
-    target = resolve_target(get_settings())
+    """The process-wide reader of the configured target (it keeps connections warm)."""
+    settings = get_settings()
+    return _shared_reader(settings.model_dump_json(), settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_reader(settings_key: str, _settings: Settings) -> Reader:
+    """One reader per configuration (`_settings` is not hashed: the key stands for it)."""
+    target = resolve_target(_settings)
     if target.open_reader is None:
         raise RuntimeError(f"the {target.name} target has no reader for the app")
     return target.open_reader()
