@@ -150,3 +150,20 @@ def test_full_refresh_rebuilds_the_same_history(settings: Settings, recorded_ass
     run_dbt(settings, "build", "--full-refresh")
     assert query(settings, checksum) == incremental
     assert incremental[0][0] == 300
+
+
+def test_a_duplicate_loaded_late_fails_the_build(
+    settings: Settings, recorded_assets: bytes
+) -> None:
+    """The uniqueness tests look at recent loads only (flat cost), yet still catch a row that
+    repeats an old (coin, snapshot) key."""
+    land(settings, recorded_assets, [0, 5])
+    run_dbt(settings, "build")
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute(
+            "insert into raw.coincap_assets select * replace (now()::timestamp as loaded_at) "
+            "from raw.coincap_assets where id = 'bitcoin' and snapshot_at = "
+            "(select min(snapshot_at) from raw.coincap_assets)"
+        )
+    with pytest.raises(AssertionError, match="unique_combination_of_columns_stg_coinsdata"):
+        run_dbt(settings, "build")

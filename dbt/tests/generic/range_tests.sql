@@ -16,9 +16,22 @@
     where {{ column_name }} < {{ min_value }} or {{ column_name }} > {{ max_value }}
 {% endtest %}
 
-{% test unique_combination_of_columns(model, combination) %}
-    select {{ combination | join(', ') }}, count(*) as occurrences
+{#- With `recent_by` (a load-time column), only keys loaded in the last day are checked,
+    against the whole table: a duplicate needs a new row, so this finds every duplicate a
+    load can create while the cost stays flat as history grows (older keys were checked
+    when they were loaded). -#}
+{% test unique_combination_of_columns(model, combination, recent_by=none) %}
+    {%- set keys = combination | join(', ') %}
+    select {{ keys }}, count(*) as occurrences
     from {{ model }}
-    group by {{ combination | join(', ') }}
+    {% if recent_by -%}
+    where ({{ keys }}) in (
+        select ({{ keys }}) from {{ model }}
+        where {{ recent_by }} >= (
+            select {{ minutes_before('max(' ~ recent_by ~ ')', 24 * 60) }} from {{ model }}
+        )
+    )
+    {%- endif %}
+    group by {{ keys }}
     having count(*) > 1
 {% endtest %}
