@@ -22,6 +22,15 @@ PREFECT_PORT = 4200
 APP_PORT = 8501
 
 
+def streamlit_command(port: int) -> list[str]:
+    """How the analyst app is started here and in the browser tests."""
+    return [
+        sys.executable, "-m", "streamlit", "run", "streamlit_app/app.py",
+        "--server.headless", "true", "--server.address", "127.0.0.1",
+        "--server.port", str(port), "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+
+
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,21 +88,7 @@ def main() -> None:
         worker = subprocess.Popen([sys.executable, "-m", "flows.serve"], env=env, cwd=PROJECT_ROOT)
         children.append(worker)
         app = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "streamlit_app/app.py",
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-                "--server.port",
-                str(args.app_port),
-                "--browser.gatherUsageStats",
-                "false",
-            ],
+            streamlit_command(args.app_port),
             env=env,
             cwd=PROJECT_ROOT,
             stdout=app_log,

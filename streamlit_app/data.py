@@ -56,22 +56,17 @@ SERIES_SQL = {
         where coin_id = $coin_id and snapshot_at > $since
         order by observed_at
     """,
-    "hourly": """
+    **{
+        granularity: f"""
         select bucket_at as observed_at, close_price_usd as price_usd,
                close_market_cap_usd as market_cap_usd,
                last_volume_usd_24hr as volume_usd_24hr, last_rank as rank, last_supply as supply
-        from prod.mart_coin_hourly
+        from prod.mart_coin_{granularity}
         where coin_id = $coin_id and bucket_at > $since
         order by observed_at
-    """,
-    "daily": """
-        select bucket_at as observed_at, close_price_usd as price_usd,
-               close_market_cap_usd as market_cap_usd,
-               last_volume_usd_24hr as volume_usd_24hr, last_rank as rank, last_supply as supply
-        from prod.mart_coin_daily
-        where coin_id = $coin_id and bucket_at > $since
-        order by observed_at
-    """,
+        """
+        for granularity in ("hourly", "daily")
+    },
 }
 
 # Sort options of the ranking table: label -> (column, descending). Whitelisted.

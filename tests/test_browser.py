@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from flows.settings import PROJECT_ROOT, Settings
+from flows.stack import streamlit_command
 from tests.helpers import replay_bodies, tick
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -65,21 +65,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         tick(Settings(), [("replay", ts, body) for ts, body in replay_bodies(8)])
     port = free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app/app.py",
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--browser.gatherUsageStats",
-            "false",
-        ],
+        streamlit_command(port),
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
