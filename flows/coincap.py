@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -97,6 +98,11 @@ class CoinCapClient:
                 break  # the API has no more assets (or the body is bad: validation says why)
             offset += page_size
         return pages
+
+    def fetch_history(self, coin_id: str, interval: str, start_ms: int, end_ms: int) -> bytes:
+        """Raw body of `GET /assets/{id}/history` for one window (epoch ms, both given)."""
+        path = f"/assets/{quote(coin_id, safe='')}/history"
+        return self.get(path, {"interval": interval, "start": start_ms, "end": end_ms})
 
     def get(self, path: str, params: dict[str, Any]) -> bytes:
         """GET with retries; returns the raw body of a 2xx answer."""

@@ -3,6 +3,7 @@
 Built on fsspec so the same code writes a local folder or `gs://bucket/...`. Layout:
 
     raw/<source>/assets/date=YYYY-MM-DD/<api timestamp ms>.json.gz
+    raw/<source>/history/interval=<m5|h1|d1>/coin=<id>/<start ms>-<end ms>.json.gz
     quarantine/<source>/assets/date=YYYY-MM-DD/<fetched ms>-<sha256[:12]>.json.gz  (+ .reason.json)
 
 `<source>` is `coincap` (live) or `replay` (bundled 2021 data), so replayed data can
@@ -19,12 +20,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
+from urllib.parse import quote, unquote
 
 import fsspec
 from fsspec import AbstractFileSystem
 
 SOURCES = ("coincap", "replay")
 SNAPSHOT_GLOB = "raw/*/assets/date=*/*.json.gz"
+HISTORY_GLOB = "raw/*/history/interval=*/coin=*/*.json.gz"
+INTERVALS = ("m5", "h1", "d1")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,53 @@ def snapshot_path(source: str, timestamp_ms: int) -> str:
         raise ValueError(f"timestamp must be positive epoch milliseconds, got {timestamp_ms!r}")
     day = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).date().isoformat()
     return f"raw/{source}/assets/date={day}/{timestamp_ms}.json.gz"
+
+
+@dataclass(frozen=True)
+class HistoryKey:
+    """What a history window file holds, read back from its path."""
+
+    source: str
+    interval: str
+    coin_id: str
+    start_ms: int
+    end_ms: int
+
+
+def history_path(key: HistoryKey) -> str:
+    """A backfill window's lake path; the coin id is validated and percent-encoded, so an id
+    like `../../etc` can never leave its folder."""
+    from flows.snapshot import ASSET_ID_PATTERN
+
+    if key.source not in SOURCES:
+        raise ValueError(f"unknown source {key.source!r}, expected one of {SOURCES}")
+    if key.interval not in INTERVALS:
+        raise ValueError(f"unknown interval {key.interval!r}, expected one of {INTERVALS}")
+    if not ASSET_ID_PATTERN.fullmatch(key.coin_id):
+        raise ValueError(f"unusable coin id {key.coin_id!r}")
+    if not (
+        isinstance(key.start_ms, int)
+        and isinstance(key.end_ms, int)
+        and 0 <= key.start_ms < key.end_ms
+    ):
+        raise ValueError(f"bad window {key.start_ms!r}..{key.end_ms!r}")
+    coin = quote(key.coin_id, safe="")
+    return (
+        f"raw/{key.source}/history/interval={key.interval}/coin={coin}/"
+        f"{key.start_ms}-{key.end_ms}.json.gz"
+    )
+
+
+def history_key(path: str) -> HistoryKey:
+    parts = path.split("/")
+    start, end = parts[5].split(".", 1)[0].split("-")
+    return HistoryKey(
+        source=parts[1],
+        interval=parts[3].removeprefix("interval="),
+        coin_id=unquote(parts[4].removeprefix("coin=")),
+        start_ms=int(start),
+        end_ms=int(end),
+    )
 
 
 def source_of(path: str) -> str:
@@ -79,6 +130,22 @@ class Lake:
             return LakeWrite(relative, created=False)
         self._write_atomically(full, _gzip(raw))
         return LakeWrite(relative, created=True)
+
+    def write_history(self, key: HistoryKey, raw: bytes) -> LakeWrite:
+        """Write a history window once; its presence is also the backfill's checkpoint."""
+        relative = history_path(key)
+        full = self._full(relative)
+        if self.fs.exists(full):
+            return LakeWrite(relative, created=False)
+        self._write_atomically(full, _gzip(raw))
+        return LakeWrite(relative, created=True)
+
+    def has(self, relative: str) -> bool:
+        return bool(self.fs.exists(self._full(relative)))
+
+    def list_history(self) -> list[str]:
+        """Every history window file in the lake, relative paths."""
+        return sorted(self._relative(p) for p in self.fs.glob(self._full(HISTORY_GLOB)))
 
     def quarantine(
         self, source: str, raw: bytes, reason: str, *, context: dict[str, object] | None = None

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     app_cache_ttl_seconds: int = Field(
         60, ge=0, description="How long the app reuses a query result (schedule: 5 minutes)."
     )
+    backfill_requests_per_minute: int = Field(
+        200, ge=1, description="Backfill request rate (CoinCap: ~200/min, ~500 with a key)."
+    )
+    backfill_concurrency: int = Field(4, ge=1, le=32, description="Backfill requests at once.")
     lock_timeout_seconds: float = Field(
         240.0, ge=0, description="How long a pipeline run waits for a running one to finish."
     )

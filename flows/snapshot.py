@@ -198,3 +198,60 @@ def _kind(value: Any) -> str:
     if value is None:
         return "missing or null"
     return f"a JSON {type(value).__name__}"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One point of `GET /assets/{id}/history`: a price at a time (and supply, if sent)."""
+
+    time_ms: int
+    price_usd: float
+    circulating_supply: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryWindow:
+    """A validated history body; `skipped` as for snapshots (dust prices printed as 0)."""
+
+    points: tuple[HistoryPoint, ...]
+    skipped: tuple[str, ...] = ()
+
+
+def parse_history(raw: bytes) -> HistoryWindow:
+    """Validate a raw history body: fields `priceUsd`, `time`, `date`, `circulatingSupply`."""
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidSnapshot(f"body is not JSON ({exc.__class__.__name__}: {exc})") from None
+    notice = shutdown_notice(body)
+    if notice is not None:
+        raise InvalidSnapshot(f"`data` is an object, not a list (v2 shutdown body?): {notice}")
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise InvalidSnapshot(f"`data` is {_kind(data)}, expected a list of points")
+    points: list[HistoryPoint] = []
+    skipped: list[str] = []
+    seen: set[int] = set()
+    for position, item in enumerate(data):
+        where = f"point #{position}"
+        if not isinstance(item, dict):
+            raise InvalidSnapshot(f"{where} is {_kind(item)}, expected an object")
+        time_ms = item.get("time")
+        if isinstance(time_ms, bool) or not isinstance(time_ms, int) or time_ms <= 0:
+            raise InvalidSnapshot(
+                f"{where} `time` is {_kind(time_ms)}, expected epoch milliseconds"
+            )
+        if time_ms in seen:
+            raise InvalidSnapshot(f"duplicate time {time_ms}")
+        seen.add(time_ms)
+        price = _number(item.get("priceUsd"), f"{where} `priceUsd`")
+        if price is None or price < 0:
+            raise InvalidSnapshot(f"{where} `priceUsd` must be a non-negative number")
+        if price == 0:
+            skipped.append(f"{where}: priceUsd is {item['priceUsd']!r}")
+            continue
+        supply = _number(item.get("circulatingSupply"), f"{where} `circulatingSupply`")
+        points.append(HistoryPoint(time_ms, price, supply))
+    return HistoryWindow(
+        points=tuple(sorted(points, key=lambda p: p.time_ms)), skipped=tuple(skipped)
+    )

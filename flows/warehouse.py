@@ -10,6 +10,7 @@ and the next run finishes the work.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +19,15 @@ from typing import Protocol, Self
 import duckdb
 import pyarrow as pa
 
-from flows.lake import Lake, source_of
-from flows.snapshot import ASSET_COLUMNS, InvalidSnapshot, Snapshot, parse_snapshot
+from flows.lake import HistoryKey, Lake, history_key, source_of
+from flows.snapshot import (
+    ASSET_COLUMNS,
+    HistoryWindow,
+    InvalidSnapshot,
+    Snapshot,
+    parse_history,
+    parse_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,16 @@ create table if not exists {RAW_SCHEMA}.coincap_assets (
     source varchar not null,             -- coincap (live) or replay
     lake_path varchar not null,          -- the lake file these rows came from
     loaded_at timestamp not null         -- when this file was loaded, UTC
+);
+create table if not exists {RAW_SCHEMA}.coincap_history (
+    coin_id varchar not null,
+    interval varchar not null,           -- m5, h1 or d1, as asked of /assets/{{id}}/history
+    point_at timestamp not null,         -- the point's `time`, UTC
+    price_usd double not null,
+    circulating_supply double,
+    source varchar not null,
+    lake_path varchar not null,
+    loaded_at timestamp not null
 );
 create schema if not exists ops;
 create table if not exists ops.dbt_results (  -- the last dbt build, for the health page
@@ -100,6 +118,8 @@ class Warehouse(Protocol):
 
     def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int: ...
 
+    def load_history(self, lake_path: str, key: HistoryKey, window: HistoryWindow) -> int: ...
+
     def history_report(self, movers: int) -> HistoryReport: ...
 
     def record_dbt_results(self, results: list[DbtNodeResult]) -> None: ...
@@ -121,18 +141,18 @@ def load_pending(lake: Lake, warehouse: Warehouse) -> LoadResult:
     """Load every lake snapshot the warehouse does not have yet, oldest first."""
     result = LoadResult()
     done = warehouse.loaded_paths()
-    for lake_path in lake.list_snapshots():
+    for lake_path in [*lake.list_snapshots(), *lake.list_history()]:
         if lake_path in done:
             result.files_already_loaded += 1
             continue
         try:
-            snapshot = parse_snapshot(lake.read(lake_path))
-        except (InvalidSnapshot, OSError, EOFError) as exc:
+            load_file = _prepare(lake, lake_path)
+        except (InvalidSnapshot, OSError, EOFError, ValueError) as exc:
             # Never skip silently: the file stays pending and the run fails at the end.
             log.error("lake file %s cannot be loaded: %s", lake_path, exc)
             result.failures[lake_path] = str(exc)
             continue
-        rows = warehouse.load_snapshot(lake_path, source_of(lake_path), snapshot)
+        rows = load_file(warehouse)
         result.files_loaded += 1
         result.rows_loaded += rows
         log.info("loaded %s: %d rows", lake_path, rows)
@@ -142,6 +162,17 @@ def load_pending(lake: Lake, warehouse: Warehouse) -> LoadResult:
             f"({result.files_loaded} others were): {result.failures}"
         )
     return result
+
+
+def _prepare(lake: Lake, lake_path: str) -> Callable[[Warehouse], int]:
+    """Read and validate a lake file; what is returned loads it (warehouse errors are not
+    the file's fault, so they are raised, not counted as a bad file)."""
+    raw = lake.read(lake_path)
+    if "/history/" in lake_path:
+        key, window = history_key(lake_path), parse_history(raw)
+        return lambda warehouse: warehouse.load_history(lake_path, key, window)
+    snapshot = parse_snapshot(raw)
+    return lambda warehouse: warehouse.load_snapshot(lake_path, source_of(lake_path), snapshot)
 
 
 class DuckDBWarehouse:
@@ -195,6 +226,53 @@ class DuckDBWarehouse:
                 ],
             )
         self.con.execute("commit")
+
+    def load_history(self, lake_path: str, key: HistoryKey, window: HistoryWindow) -> int:
+        """Insert one backfill window and its manifest entry in one transaction."""
+        loaded_at = datetime.now(tz=UTC).replace(tzinfo=None)
+        batch = pa.table(
+            {
+                "point_at": pa.array([p.time_ms for p in window.points], pa.timestamp("ms")),
+                "price_usd": pa.array([p.price_usd for p in window.points], pa.float64()),
+                "circulating_supply": pa.array(
+                    [p.circulating_supply for p in window.points], pa.float64()
+                ),
+            }
+        )
+        params = {
+            "coin_id": key.coin_id,
+            "interval": key.interval,
+            "source": key.source,
+            "lake_path": lake_path,
+            "loaded_at": loaded_at,
+        }
+        self.con.execute("begin transaction")
+        try:
+            self.con.register("incoming_history", batch)
+            self.con.execute(
+                f"insert into {RAW_SCHEMA}.coincap_history select $coin_id, $interval, point_at, "
+                "price_usd, circulating_supply, $source, $lake_path, $loaded_at "
+                "from incoming_history",
+                params,
+            )
+            self.con.execute(
+                f"insert into {RAW_SCHEMA}.lake_files values "
+                "($lake_path, $source, make_timestamp($start * 1000), $rows, $loaded_at)",
+                {
+                    "lake_path": lake_path,
+                    "source": key.source,
+                    "start": key.start_ms,
+                    "rows": len(window.points),
+                    "loaded_at": loaded_at,
+                },
+            )
+            self.con.execute("commit")
+        except BaseException:
+            self.con.execute("rollback")
+            raise
+        finally:
+            self.con.unregister("incoming_history")
+        return len(window.points)
 
     def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int:
         """Insert one snapshot and its manifest entry in one transaction."""

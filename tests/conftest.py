@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect.testing.utilities import prefect_test_harness
 
 from flows.settings import Settings
 
@@ -56,3 +58,10 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)  # no developer .env leaks into a test
     return Settings()
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One Prefect server for the whole session (it takes ~20 s to start here)."""
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

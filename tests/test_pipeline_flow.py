@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-from prefect.testing.utilities import prefect_test_harness
 from pytest_httpserver import HTTPServer
 
 from flows.pipeline import pipeline
@@ -17,14 +15,7 @@ from flows.replay.dataset import ReplayDataset
 from flows.settings import PROJECT_ROOT, Settings
 from tests.conftest import body_variant
 
-pytestmark = pytest.mark.prefect
-
-
-@pytest.fixture(scope="session", autouse=True)
-def prefect_server() -> Iterator[None]:
-    """One Prefect server for the whole session (it takes ~20 s to start here)."""
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
 
 
 def facts(settings: Settings, sql: str) -> list[tuple]:

@@ -72,5 +72,13 @@ class ReplayDataset:
         ).fetchall()
         return [dict(zip(ASSET_FIELDS, row, strict=True)) for row in rows]
 
+    def history(self, coin_id: str, start_ms: int, end_ms: int) -> list[tuple[int, float, float]]:
+        """(day, price, supply) of one coin for days in [start_ms, end_ms)."""
+        return self._con.execute(
+            "select day_ms, price_usd, supply from replay "
+            "where id = $id and day_ms >= $start and day_ms < $end order by day_ms",
+            {"id": coin_id, "start": start_ms, "end": end_ms},
+        ).fetchall()
+
     def close(self) -> None:
         self._con.close()

@@ -13,13 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from flows.replay.dataset import ReplayDataset
 from flows.settings import COINCAP_MAX_PAGE
@@ -27,6 +30,7 @@ from flows.settings import COINCAP_MAX_PAGE
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v3"
+HISTORY_PATH = re.compile(rf"{API_PREFIX}/assets/([^/]+)/history/?")
 
 
 def _as_coincap_number(value: float | None) -> str | None:
@@ -62,11 +66,11 @@ class ReplayState:
         self.dataset = dataset
         self._last_served = start_after_ms
         self._current: int | None = None
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self.requests = 0
 
     def day_for(self, offset: int) -> int:
-        with self._lock:
+        with self.lock:
             self.requests += 1
             if offset == 0 or self._current is None:
                 self._current = self.dataset.day_after(self._last_served)
@@ -75,9 +79,24 @@ class ReplayState:
 
     def assets(self, limit: int, offset: int) -> bytes:
         day = self.day_for(offset)
-        with self._lock:  # one DuckDB connection: one query at a time
+        with self.lock:  # one DuckDB connection: one query at a time
             rows = self.dataset.assets(day, limit=limit, offset=offset)
         return assets_body(day, rows)
+
+
+def history_body(points: list[tuple[int, float, float]]) -> bytes:
+    data = [
+        {
+            "priceUsd": _as_coincap_number(price),
+            "time": day_ms,
+            "circulatingSupply": _as_coincap_number(supply),
+            "date": datetime.fromtimestamp(day_ms / 1000, tz=UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.000Z"
+            ),
+        }
+        for day_ms, price, supply in points
+    ]
+    return json.dumps({"data": data, "timestamp": int(time.time() * 1000)}).encode()
 
 
 def _handler(state: ReplayState) -> type[BaseHTTPRequestHandler]:
@@ -85,6 +104,10 @@ def _handler(state: ReplayState) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             query = parse_qs(url.query)
+            history = HISTORY_PATH.fullmatch(url.path)
+            if history:
+                self._history(unquote(history.group(1)), query)
+                return
             if url.path.rstrip("/") != f"{API_PREFIX}/assets":
                 self._send(
                     HTTPStatus.NOT_FOUND, {"error": f"{url.path} is not served by the replay"}
@@ -102,6 +125,24 @@ def _handler(state: ReplayState) -> type[BaseHTTPRequestHandler]:
                 )
                 return
             self._send_bytes(HTTPStatus.OK, state.assets(limit, offset))
+
+        def _history(self, coin_id: str, query: dict[str, list[str]]) -> None:
+            interval = query.get("interval", [""])[0]
+            if interval != "d1":
+                message = "the replay holds one point a day: use interval=d1"
+                self._send(HTTPStatus.BAD_REQUEST, {"error": message})
+                return
+            try:
+                start, end = int(query["start"][0]), int(query["end"][0])
+            except (KeyError, ValueError):
+                self._send(
+                    HTTPStatus.BAD_REQUEST, {"error": "start and end (epoch ms) are required"}
+                )
+                return
+            with state.lock:
+                state.requests += 1
+                points = state.dataset.history(coin_id, start, end)
+            self._send_bytes(HTTPStatus.OK, history_body(points))
 
         def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
             self._send_bytes(status, json.dumps(body).encode())

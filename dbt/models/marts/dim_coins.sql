@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy=upsert_incremental_strategy(),
         unique_key='coin_id',
+        on_schema_change='append_new_columns',
     )
 }}
 

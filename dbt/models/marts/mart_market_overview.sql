@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy=upsert_incremental_strategy(),
         unique_key='snapshot_at',
+        on_schema_change='append_new_columns',
     )
 }}
 

@@ -1,0 +1,25 @@
+with
+
+source as (
+
+    select * from {{ source('coincap', 'coincap_history') }}
+
+),
+
+renamed as (
+
+    select
+        coin_id,
+        interval as history_interval,
+        point_at,
+        price_usd,
+        circulating_supply as supply,
+        source,
+        lake_path,
+        loaded_at
+
+    from source
+
+)
+
+select * from renamed
