@@ -33,16 +33,20 @@ def _retry_unless_bad_file(task: Any, task_run: Any, state: Any) -> bool:
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_retry_unless_bad_file,
 )
-def load_lake_files(target: Target) -> LoadResult:
+def load_lake_files(target: Target, reload: bool = False) -> LoadResult:
     with target.open_warehouse() as warehouse:
+        if reload:
+            warehouse.forget_loads()
         return load_pending(target.lake, warehouse)
 
 
 @flow(name="load")
-def load() -> LoadResult:
-    """Catch the warehouse up with the lake; safe to run any number of times."""
+def load(reload: bool = False) -> LoadResult:
+    """Catch the warehouse up with the lake; safe to run any number of times. `reload`
+    empties the raw tables first and reads the whole lake again (after retention, to
+    rebuild old ranges: then run `transform --full-refresh`)."""
     logger = get_run_logger()
-    result = load_lake_files(resolve_target(get_settings()))
+    result = load_lake_files(resolve_target(get_settings()), reload)
     logger.info(
         "Loaded %d rows from %d new lake file(s); %d file(s) were already loaded.",
         result.rows_loaded,
@@ -53,10 +57,11 @@ def load() -> LoadResult:
 
 
 def main() -> None:
-    argparse.ArgumentParser(
-        description="Load every lake file not yet in the warehouse."
-    ).parse_args()
-    load()
+    parser = argparse.ArgumentParser(description="Load every lake file not yet in the warehouse.")
+    parser.add_argument(
+        "--reload", action="store_true", help="empty the raw tables and load the whole lake again"
+    )
+    load(reload=parser.parse_args().reload)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     app_cache_ttl_seconds: int = Field(
         60, ge=0, description="How long the app reuses a query result (schedule: 5 minutes)."
     )
+    facts_retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Keep 5-minute rows this many days (default: all). Older ones go only "
+        "once their hourly and daily rollups exist; the lake keeps everything.",
+    )
     backfill_requests_per_minute: int = Field(
         200, ge=1, description="Backfill request rate (CoinCap: ~200/min, ~500 with a key)."
     )

@@ -44,6 +44,12 @@ def publish_for_readers(target: Target, full: bool) -> PublishResult | None:
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def apply_retention(target: Target, days: int) -> int:
+    with target.open_warehouse() as warehouse:
+        return warehouse.apply_retention(days)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
 def record_dbt_results(target: Target, results: list[DbtNodeResult]) -> None:
     with target.open_warehouse() as warehouse:
         warehouse.record_dbt_results(results)
@@ -94,6 +100,13 @@ def transform(full_refresh: bool = False) -> TransformResult:
     failed = [n.node.name for n in nodes if str(n.status) in ("error", "fail")]
     if not result.success:
         raise DbtBuildFailed(f"dbt build failed: {failed or result.exception}")
+    if settings.facts_retention_days:
+        dropped = apply_retention(target, settings.facts_retention_days)
+        logger.info(
+            "Retention: %d five-minute row(s) older than %d days dropped (their rollups stay).",
+            dropped,
+            settings.facts_retention_days,
+        )
     published = publish_for_readers(target, full_refresh)
     models = sum(1 for n in nodes if n.node.resource_type == "model")
     tests = sum(

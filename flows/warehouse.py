@@ -124,6 +124,10 @@ class Warehouse(Protocol):
 
     def record_dbt_results(self, results: list[DbtNodeResult]) -> None: ...
 
+    def apply_retention(self, days: int) -> int: ...
+
+    def forget_loads(self) -> None: ...
+
 
 @dataclass
 class LoadResult:
@@ -225,6 +229,46 @@ class DuckDBWarehouse:
                     for r in results
                 ],
             )
+        self.con.execute("commit")
+
+    def apply_retention(self, days: int) -> int:
+        """Drop 5-minute rows older than `days` before the newest snapshot, from the raw
+        table and the fact, but only rows whose hour and day are in the rollups."""
+        horizon = self.con.execute(
+            "select max(snapshot_at) - to_days($days) from prod.facts_coins", {"days": days}
+        ).fetchall()[0][0]
+        if horizon is None:
+            return 0
+        covered = """
+            snapshot_at < $horizon
+            and exists (
+                select 1 from prod.mart_coin_hourly as hourly
+                where hourly.coin_id = {id}
+                  and hourly.bucket_at = date_trunc('hour', snapshot_at))
+            and exists (
+                select 1 from prod.mart_coin_daily as daily
+                where daily.coin_id = {id}
+                  and daily.bucket_at = date_trunc('day', snapshot_at))
+        """
+        self.con.execute("begin transaction")
+        dropped = self.con.execute(
+            f"delete from prod.facts_coins where {covered.format(id='facts_coins.coin_id')}",
+            {"horizon": horizon},
+        ).fetchall()[0][0]
+        self.con.execute(
+            f"delete from {RAW_SCHEMA}.coincap_assets "
+            f"where {covered.format(id='coincap_assets.id')}",
+            {"horizon": horizon},
+        )
+        self.con.execute("commit")
+        return dropped
+
+    def forget_loads(self) -> None:
+        """Empty the raw tables and the manifest, so the next load reads the whole lake again
+        (the way back from retention: reload, then `transform --full-refresh`)."""
+        self.con.execute("begin transaction")
+        for table in ("coincap_assets", "coincap_history", "lake_files"):
+            self.con.execute(f"delete from {RAW_SCHEMA}.{table}")
         self.con.execute("commit")
 
     def load_history(self, lake_path: str, key: HistoryKey, window: HistoryWindow) -> int:
