@@ -175,7 +175,10 @@ def backfill(
             len(pending),
         )
         progress = Progress(len(pending), f"backfill {interval} of {len(coin_ids)} coin(s)")
-        limiter = RateLimiter(settings.backfill_requests_per_minute)
+        # CoinCap's limits are CoinCap's: the replay server on 127.0.0.1 is not throttled.
+        limiter = RateLimiter(
+            settings.backfill_requests_per_minute if source == "coincap" else 10**6
+        )
 
         def fetch(key: HistoryKey) -> int:
             limiter.acquire()
