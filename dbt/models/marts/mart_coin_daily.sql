@@ -42,6 +42,12 @@ day_hours as (
     inner join touched_days
         on hourly.coin_id = touched_days.coin_id
         and {{ truncate_timestamp('hourly.bucket_at', 'day') }} = touched_days.bucket_at
+    {% if is_incremental() -%}
+    where hourly.bucket_at >= least(
+        {{ earliest_touched_literal(ref('mart_coin_hourly'), 'bucket_at', 'day') }},
+        {{ earliest_touched_literal(ref('stg_coin_history'), 'point_at', 'day') }}
+    )
+    {%- endif %}
 
 ),
 

@@ -43,6 +43,13 @@ bucket_facts as (
     inner join touched_buckets
         on facts.coin_id = touched_buckets.coin_id
         and {{ truncate_timestamp('facts.snapshot_at', 'hour') }} = touched_buckets.bucket_at
+    {% if is_incremental() -%}
+    -- a constant bound: only the row groups that can hold a touched hour are read
+    where facts.snapshot_at >= least(
+        {{ earliest_touched_literal(ref('facts_coins'), 'snapshot_at', 'hour') }},
+        {{ earliest_touched_literal(ref('stg_coin_history'), 'point_at', 'hour') }}
+    )
+    {%- endif %}
 
 ),
 

@@ -25,11 +25,16 @@
     select {{ keys }}, count(*) as occurrences
     from {{ model }}
     {% if recent_by -%}
+    {%- set since = none -%}
+    {%- if execute -%}
+        {%- set since = run_query(
+            "select " ~ minutes_before("max(" ~ recent_by ~ ")", 24 * 60) ~ " from " ~ model
+        ).columns[0].values()[0] -%}
+    {%- endif %}
+    -- the bound is a literal, so only recent row groups are read for the new keys
     where ({{ keys }}) in (
         select ({{ keys }}) from {{ model }}
-        where {{ recent_by }} >= (
-            select {{ minutes_before('max(' ~ recent_by ~ ')', 24 * 60) }} from {{ model }}
-        )
+        where {{ recent_by }} >= {{ timestamp_literal(since) }}
     )
     {%- endif %}
     group by {{ keys }}
