@@ -273,7 +273,6 @@ class DuckDBWarehouse:
 
     def load_history(self, lake_path: str, key: HistoryKey, window: HistoryWindow) -> int:
         """Insert one backfill window and its manifest entry in one transaction."""
-        loaded_at = datetime.now(tz=UTC).replace(tzinfo=None)
         batch = pa.table(
             {
                 "point_at": pa.array([p.time_ms for p in window.points], pa.timestamp("ms")),
@@ -283,45 +282,16 @@ class DuckDBWarehouse:
                 ),
             }
         )
-        params = {
-            "coin_id": key.coin_id,
-            "interval": key.interval,
-            "source": key.source,
-            "lake_path": lake_path,
-            "loaded_at": loaded_at,
-        }
-        self.con.execute("begin transaction")
-        try:
-            self.con.register("incoming_history", batch)
-            self.con.execute(
-                f"insert into {RAW_SCHEMA}.coincap_history select $coin_id, $interval, point_at, "
-                "price_usd, circulating_supply, $source, $lake_path, $loaded_at "
-                "from incoming_history",
-                params,
-            )
-            self.con.execute(
-                f"insert into {RAW_SCHEMA}.lake_files values "
-                "($lake_path, $source, make_timestamp($start * 1000), $rows, $loaded_at)",
-                {
-                    "lake_path": lake_path,
-                    "source": key.source,
-                    "start": key.start_ms,
-                    "rows": len(window.points),
-                    "loaded_at": loaded_at,
-                },
-            )
-            self.con.execute("commit")
-        except BaseException:
-            self.con.execute("rollback")
-            raise
-        finally:
-            self.con.unregister("incoming_history")
-        return len(window.points)
+        insert = (
+            f"insert into {RAW_SCHEMA}.coincap_history select $coin_id, $interval, point_at, "
+            "price_usd, circulating_supply, $source, $lake_path, $loaded_at from incoming"
+        )
+        extra = {"coin_id": key.coin_id, "interval": key.interval}
+        return self._load_file(lake_path, key.source, key.start_ms, batch, insert, extra)
 
     def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int:
         """Insert one snapshot and its manifest entry in one transaction."""
         count = len(snapshot.assets)
-        loaded_at = datetime.now(tz=UTC).replace(tzinfo=None)
         batch = pa.table(
             {
                 "snapshot_at": pa.array([snapshot.timestamp_ms] * count, pa.timestamp("ms")),
@@ -329,30 +299,37 @@ class DuckDBWarehouse:
             }
         )
         columns = ", ".join(("snapshot_at", *ASSET_COLUMNS))
+        insert = (
+            f"insert into {RAW_SCHEMA}.coincap_assets ({columns}, source, lake_path, loaded_at) "
+            f"select {columns}, $source, $lake_path, $loaded_at from incoming"
+        )
+        return self._load_file(lake_path, source, snapshot.timestamp_ms, batch, insert, {})
+
+    def _load_file(
+        self,
+        lake_path: str,
+        source: str,
+        file_time_ms: int,
+        batch: pa.Table,
+        insert: str,
+        extra: dict[str, object],
+    ) -> int:
+        """`insert` the rows registered as `incoming` and the manifest entry, all or nothing."""
+        loaded_at = datetime.now(tz=UTC).replace(tzinfo=None)
+        params = {"source": source, "lake_path": lake_path, "loaded_at": loaded_at}
         self.con.execute("begin transaction")
         try:
-            self.con.register("incoming_batch", batch)
-            self.con.execute(
-                f"insert into {RAW_SCHEMA}.coincap_assets "
-                f"({columns}, source, lake_path, loaded_at) "
-                f"select {columns}, $source, $lake_path, $loaded_at from incoming_batch",
-                {"source": source, "lake_path": lake_path, "loaded_at": loaded_at},
-            )
+            self.con.register("incoming", batch)
+            self.con.execute(insert, {**params, **extra})
             self.con.execute(
                 f"insert into {RAW_SCHEMA}.lake_files values "
-                "($lake_path, $source, make_timestamp($ts * 1000), $rows, $loaded_at)",
-                {
-                    "lake_path": lake_path,
-                    "source": source,
-                    "ts": snapshot.timestamp_ms,
-                    "rows": count,
-                    "loaded_at": loaded_at,
-                },
+                "($lake_path, $source, make_timestamp($file_time * 1000), $rows, $loaded_at)",
+                {**params, "file_time": file_time_ms, "rows": batch.num_rows},
             )
             self.con.execute("commit")
         except BaseException:
             self.con.execute("rollback")
             raise
         finally:
-            self.con.unregister("incoming_batch")
-        return count
+            self.con.unregister("incoming")
+        return batch.num_rows
