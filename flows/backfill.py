@@ -62,9 +62,15 @@ def history_windows(start_ms: int, end_ms: int, interval: str) -> list[tuple[int
 class RateLimiter:
     """At most `per_minute` acquisitions in any rolling minute, shared by threads."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 60.0 / per_minute
         self._clock = clock
+        self._sleep = sleep
         self._next = clock()
         self._lock = threading.Lock()
 
@@ -76,7 +82,7 @@ class RateLimiter:
             self._next = slot + self.interval
         wait = slot - now
         if wait > 0:
-            time.sleep(wait)
+            self._sleep(wait)
         return wait
 
 
