@@ -106,3 +106,38 @@ def test_a_bad_live_body_is_quarantined_and_fails_the_run(
     quarantined = list((tmp_path / "lake" / "quarantine" / "coincap").rglob("*.json.gz"))
     assert len(quarantined) == 1
     assert facts(settings, "select count(*) from prod.facts_coins") == before == [(100,)]
+
+
+def test_the_api_key_never_reaches_logs_artifacts_or_parameters(
+    settings: Settings,
+    httpserver: HTTPServer,
+    recorded_assets: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.client.schemas.filters import LogFilter
+
+    secret = "sk-test-SECRET-4242-do-not-log"
+    monkeypatch.setenv("CRYPTOLYTICS_SOURCE", "coincap")
+    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_API_KEY", secret)
+    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_BASE_URL", httpserver.url_for("/v3"))
+    httpserver.expect_ordered_request(
+        "/v3/assets", headers={"Authorization": f"Bearer {secret}"}
+    ).respond_with_data(recorded_assets)
+    httpserver.expect_ordered_request("/v3/assets").respond_with_data("nope", status=401)
+    ok = pipeline(return_state=True)
+    refused = pipeline(return_state=True)  # a bad key: the error says what to do, not the key
+    assert ok.is_completed() and refused.is_failed()
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter())
+        artifacts = client.read_artifacts()
+        runs = client.read_flow_runs()
+    assert logs and artifacts and runs
+    seen = " ".join(
+        [log.message for log in logs]
+        + [str(a.data) for a in artifacts]
+        + [str(run.parameters) for run in runs]
+        + [str(refused.message), str(refused.result(raise_on_failure=False))]
+    )
+    assert "CRYPTOLYTICS_COINCAP_API_KEY" in seen  # the 401 message was logged...
+    assert secret not in seen  # ...without the key itself
