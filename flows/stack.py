@@ -8,6 +8,7 @@ UI on http://127.0.0.1:4200), the served `pipeline` deployment and the analyst a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,6 +30,11 @@ def streamlit_command(port: int) -> list[str]:
         "--server.headless", "true", "--server.address", "127.0.0.1",
         "--server.port", str(port), "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
+
+
+def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group may be gone already
+        os.killpg(child.pid, signum)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -80,12 +86,15 @@ def main() -> None:
             stdout=server_log,
             stderr=subprocess.STDOUT,
             cwd=PROJECT_ROOT,
+            start_new_session=True,
         )
         children.append(server)
         print(f"Starting Prefect server (log: {server_log.name}) ...", flush=True)
         _wait_healthy(api_url, server)
         print(f"Prefect UI: http://127.0.0.1:{args.port}  (Ctrl-C stops everything)", flush=True)
-        worker = subprocess.Popen([sys.executable, "-m", "flows.serve"], env=env, cwd=PROJECT_ROOT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "flows.serve"], env=env, cwd=PROJECT_ROOT, start_new_session=True
+        )
         children.append(worker)
         app = subprocess.Popen(
             streamlit_command(args.app_port),
@@ -93,6 +102,7 @@ def main() -> None:
             cwd=PROJECT_ROOT,
             stdout=app_log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         children.append(app)
         print(f"Analyst app: http://127.0.0.1:{args.app_port}", flush=True)
@@ -100,14 +110,14 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\nStopping ...")
     finally:
+        # Each child leads its own process group, so flow runs the worker started in
+        # subprocesses stop with it: SIGINT to every group, then SIGKILL what is left.
         for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+            _signal_group(child, signal.SIGINT)
         for child in reversed(children):
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            _signal_group(child, signal.SIGKILL)
         server_log.close()
         app_log.close()
 

@@ -27,6 +27,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def processes_started_for(root: Path) -> list[str]:
+    """Processes whose environment points at this test's data: anything the stack left."""
+    marker = str(root).encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker in (proc / "environ").read_bytes():
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
+        except OSError:
+            continue  # gone, or not ours to read
+    return found
+
+
 def completed_pipeline_runs(api: str) -> list[dict]:
     response = httpx.post(
         f"{api}/flow_runs/filter",
@@ -98,6 +113,7 @@ def test_stack_serves_the_pipeline_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             "select count(distinct snapshot_at), min(source) from prod.facts_coins"
         ).fetchall()
     assert days == [(1, "replay")]
+    assert processes_started_for(tmp_path) == []  # no flow run outlives Ctrl-C either
     for stopped in (f"{api}/health", f"http://127.0.0.1:{app_port}/_stcore/health"):
         with pytest.raises(httpx.ConnectError):
             httpx.get(stopped, timeout=2)  # Ctrl-C stopped the server and the app too
