@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Self
 from urllib.parse import quote
@@ -50,8 +50,6 @@ class RequestStats:
 
     requests: int = 0
     retries: int = 0
-    waited_seconds: float = 0.0
-    statuses: list[int] = field(default_factory=list)
 
 
 class CoinCapClient:
@@ -114,7 +112,6 @@ class CoinCapClient:
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 failure, retry_after = f"{exc.__class__.__name__}: {exc}", None
             else:
-                self.stats.statuses.append(response.status_code)
                 if response.is_success:
                     return response.content
                 _raise_if_final(response, url)
@@ -132,7 +129,6 @@ class CoinCapClient:
                 delay,
             )
             self.stats.retries += 1
-            self.stats.waited_seconds += delay
             self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
