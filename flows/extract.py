@@ -6,6 +6,7 @@ python -m flows.extract [--asset-limit N]
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from flows.coincap import CoinCapClient, combine_pages
 from flows.lake import Lake, LakeWrite
 from flows.replay.server import serve_replay
 from flows.settings import Settings, get_settings
-from flows.snapshot import InvalidSnapshot, Snapshot, parse_snapshot
+from flows.snapshot import InvalidSnapshot, parse_snapshot
 from flows.targets import resolve_target
 
 
@@ -34,6 +35,7 @@ class ExtractResult:
     asset_count: int
     requests: int
     retries: int
+    seconds: dict[str, float]  # fetch, validate, lake_write
 
 
 @contextmanager
@@ -69,16 +71,14 @@ def quarantine_body(lake: Lake, source: str, raw: bytes, reason: str, base_url: 
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
-def write_snapshot_to_lake(lake: Lake, source: str, snapshot: Snapshot, raw: bytes) -> LakeWrite:
-    return lake.write_snapshot(source, snapshot.timestamp_ms, raw)
+def write_snapshot_to_lake(lake: Lake, source: str, timestamp_ms: int, raw: bytes) -> LakeWrite:
+    return lake.write_snapshot(source, timestamp_ms, raw)
 
 
-@flow(name="extract", log_prints=False)
-def extract(asset_limit: int | None = None) -> ExtractResult:
-    """Fetch one snapshot into the lake; a bad body goes to quarantine and fails the run."""
+def extract_snapshot(settings: Settings, lake: Lake, asset_limit: int | None) -> ExtractResult:
+    """Fetch one snapshot into the lake; a bad body goes to quarantine and raises.
+    Runs inside any flow (the `extract` flow here, and `pipeline`)."""
     logger = get_run_logger()
-    settings = get_settings()
-    lake = resolve_target(settings).lake
     source = settings.effective_source
     limit = asset_limit or settings.asset_limit
     if settings.source == "coincap" and source == "replay":
@@ -86,8 +86,12 @@ def extract(asset_limit: int | None = None) -> ExtractResult:
             "No CoinCap API key is set: replaying bundled 2021 data instead of live data."
         )
 
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
     with coincap_endpoint(settings, lake) as base_url:
         raw, requests, retries = fetch_snapshot_body(settings, base_url, limit)
+    seconds["fetch"] = time.perf_counter() - started
+    started = time.perf_counter()
     try:
         snapshot = parse_snapshot(raw, max_assets=limit)
     except InvalidSnapshot as exc:
@@ -95,7 +99,10 @@ def extract(asset_limit: int | None = None) -> ExtractResult:
         logger.error("Snapshot rejected: %s. Body kept at %s/%s", exc.reason, lake.url, where)
         raise SnapshotRejected(f"{exc.reason} (kept in {where})") from None
 
-    written = write_snapshot_to_lake(lake, source, snapshot, raw)
+    seconds["validate"] = time.perf_counter() - started
+    started = time.perf_counter()
+    written = write_snapshot_to_lake(lake, source, snapshot.timestamp_ms, raw)
+    seconds["lake_write"] = time.perf_counter() - started
     label = "REPLAY of 2021 data" if source == "replay" else "live CoinCap"
     logger.info(
         "%s: %d assets at %s -> %s (%s)",
@@ -117,7 +124,15 @@ def extract(asset_limit: int | None = None) -> ExtractResult:
         asset_count=len(snapshot.assets),
         requests=requests,
         retries=retries,
+        seconds=seconds,
     )
+
+
+@flow(name="extract", log_prints=False)
+def extract(asset_limit: int | None = None) -> ExtractResult:
+    """Fetch one snapshot into the lake; a bad body goes to quarantine and fails the run."""
+    settings = get_settings()
+    return extract_snapshot(settings, resolve_target(settings).lake, asset_limit)
 
 
 def main() -> None:

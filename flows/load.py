@@ -40,13 +40,10 @@ def load_lake_files(target: Target, reload: bool = False) -> LoadResult:
         return load_pending(target.lake, warehouse)
 
 
-@flow(name="load")
-def load(reload: bool = False) -> LoadResult:
-    """Catch the warehouse up with the lake; safe to run any number of times. `reload`
-    empties the raw tables first and reads the whole lake again (after retention, to
-    rebuild old ranges: then run `transform --full-refresh`)."""
+def load_lake(target: Target, reload: bool = False) -> LoadResult:
+    """Catch the warehouse up with the lake (inside the `load` or `pipeline` flow)."""
     logger = get_run_logger()
-    result = load_lake_files(resolve_target(get_settings()), reload)
+    result = load_lake_files(target, reload)
     logger.info(
         "Loaded %d rows from %d new lake file(s); %d file(s) were already loaded.",
         result.rows_loaded,
@@ -54,6 +51,14 @@ def load(reload: bool = False) -> LoadResult:
         result.files_already_loaded,
     )
     return result
+
+
+@flow(name="load")
+def load(reload: bool = False) -> LoadResult:
+    """Catch the warehouse up with the lake; safe to run any number of times. `reload`
+    empties the raw tables first and reads the whole lake again (after retention, to
+    rebuild old ranges: then run `transform --full-refresh`)."""
+    return load_lake(resolve_target(get_settings()), reload)
 
 
 def main() -> None:

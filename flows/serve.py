@@ -3,6 +3,9 @@
 replay and no history yet, also a backfill of 2021. Needs a Prefect server
 (`PREFECT_API_URL`); `make up` starts one.
 
+Pipeline ticks run inside this process, warm (flows/warm_runner.py); backfills run the
+usual Prefect way, each in its own process.
+
     python -m flows.serve [--interval-seconds 300] [--no-first-tick]
 """
 
@@ -18,6 +21,7 @@ from flows.backfill import backfill
 from flows.pipeline import pipeline
 from flows.settings import get_settings
 from flows.targets import resolve_target
+from flows.warm_runner import pause_schedule, start_in_background
 
 DEPLOYMENT = "pipeline/pipeline"
 DEMO_BACKFILL_COINS = 2000
@@ -41,8 +45,9 @@ def main() -> None:
         description="Price history from /assets/{id}/history; run it with parameters.",
         tags=["cryptolytics"],
     )
-    ticks.apply()
+    pipeline_id = ticks.apply()
     history.apply()
+    stop_ticks = start_in_background(pipeline, pipeline_id)
     if not args.no_first_tick:
         run = run_deployment(DEPLOYMENT, timeout=0)
         print(f"First tick scheduled now: flow run {run.name}")
@@ -55,7 +60,11 @@ def main() -> None:
             timeout=0,
         )
         print(f"Replay demo: backfilling 2021 for the top {DEMO_BACKFILL_COINS} coins ({run.name})")
-    serve(ticks, history)
+    try:
+        serve(history)
+    finally:
+        stop_ticks.set()
+        pause_schedule(pipeline_id)
 
 
 if __name__ == "__main__":

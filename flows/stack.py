@@ -37,7 +37,7 @@ def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(child.pid, signum)
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -90,7 +90,7 @@ def main() -> None:
         )
         children.append(server)
         print(f"Starting Prefect server (log: {server_log.name}) ...", flush=True)
-        _wait_healthy(api_url, server)
+        wait_healthy(api_url, server)
         print(f"Prefect UI: http://127.0.0.1:{args.port}  (Ctrl-C stops everything)", flush=True)
         worker = subprocess.Popen(
             [sys.executable, "-m", "flows.serve"], env=env, cwd=PROJECT_ROOT, start_new_session=True

@@ -1,23 +1,25 @@
-"""transform: dbt build (staging, dimension, fact, marts and their tests) through prefect-dbt.
+"""transform: dbt build (staging, dimension, fact, marts and their data tests), kept warm.
 
-python -m flows.transform [--full-refresh]
+    python -m flows.transform [--full-refresh]
+
+dbt runs in this process from a manifest parsed once per process (flows/dbt_build.py), as one
+Prefect task that logs every node as it finishes and leaves a table artifact of the node
+results, so the Prefect UI still shows the whole dbt run without one task per node.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
+from flows.dbt_build import DbtBuild, WarmDbt
 from flows.serving import PublishResult
-from flows.settings import get_settings
+from flows.settings import Settings, get_settings
 from flows.targets import Target, resolve_target
 from flows.warehouse import DbtNodeResult
 
@@ -26,15 +28,48 @@ class DbtBuildFailed(RuntimeError):
     """A model or a data test failed; the results are recorded for the health page."""
 
 
-def node_result(node: Any) -> DbtNodeResult:
-    """One dbt node's outcome, as the warehouse keeps it."""
-    return DbtNodeResult(
-        node=node.node.name,
-        resource_type=str(node.node.resource_type),
-        status=str(node.status),
-        seconds=float(node.execution_time or 0),
-        message=node.message,
+_warm: dict[tuple[str, str], WarmDbt] = {}  # one parsed project per process and target
+
+
+def warm_dbt(target: Target, project_dir: str) -> WarmDbt:
+    key = (project_dir, target.name)
+    if key not in _warm:
+        _warm[key] = WarmDbt(Path(project_dir), release=target.release_dbt)
+    return _warm[key]
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=[5])
+def dbt_build(target: Target, project_dir: str, full_refresh: bool) -> DbtBuild:
+    """All models and data tests in one task; each finished node is logged as it happens."""
+    logger = get_run_logger()
+
+    def log_node(node: DbtNodeResult) -> None:
+        log = logger.info if node.status in ("success", "pass") else logger.warning
+        log("dbt %s %s: %s in %.2fs", node.resource_type, node.node, node.status, node.seconds)
+
+    runner = warm_dbt(target, project_dir)
+    runner.on_node = log_node
+    build = runner.build(target.dbt_target, target.dbt_env, full_refresh=full_refresh)
+    logger.info(
+        "dbt: %s, build %.2fs.",
+        f"parsed in {build.parse_seconds:.2f}s" if build.parsed else "warm manifest reused",
+        build.build_seconds,
     )
+    create_table_artifact(
+        key="dbt-results",
+        table=[
+            {
+                "node": n.node,
+                "type": n.resource_type,
+                "status": n.status,
+                "seconds": round(n.seconds, 3),
+                "message": n.message or "",
+            }
+            for n in build.nodes
+        ],
+        description="Every dbt node of this build",
+    )
+    return build
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
@@ -59,47 +94,17 @@ def record_dbt_results(target: Target, results: list[DbtNodeResult]) -> None:
 class TransformResult:
     models_built: int
     tests_passed: int
-    seconds: float  # time dbt spent in its nodes
+    seconds: float  # dbt build wall time (parse excluded)
     publish_seconds: float
 
 
-@contextmanager
-def dbt_environment(values: dict[str, str]) -> Iterator[None]:
-    """What the dbt profile reads, set for the duration of the run only."""
-    previous = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@flow(name="transform")
-def transform(full_refresh: bool = False) -> TransformResult:
-    """Build every dbt model incrementally (or from scratch) and run the data tests."""
+def build_and_publish(settings: Settings, target: Target, full_refresh: bool) -> TransformResult:
+    """dbt build, its results kept, retention, then publish for the app (inside any flow)."""
     logger = get_run_logger()
-    settings = get_settings()
-    target = resolve_target(settings)
-    args = ["build", "--target", target.dbt_target]
-    if full_refresh:
-        args.append("--full-refresh")
-    dbt_settings = PrefectDbtSettings(
-        project_dir=settings.dbt_project_dir, profiles_dir=settings.dbt_project_dir
-    )
-    with dbt_environment({"DO_NOT_TRACK": "1", **target.dbt_env}):
-        try:
-            result = PrefectDbtRunner(settings=dbt_settings, raise_on_failure=False).invoke(args)
-        finally:
-            target.release_dbt()
-    nodes = list(result.result or [])
-    record_dbt_results(target, [node_result(n) for n in nodes])
-    failed = [n.node.name for n in nodes if str(n.status) in ("error", "fail")]
-    if not result.success:
-        raise DbtBuildFailed(f"dbt build failed: {failed or result.exception}")
+    build = dbt_build(target, str(settings.dbt_project_dir), full_refresh)
+    record_dbt_results(target, build.nodes)
+    if not build.success:
+        raise DbtBuildFailed(f"dbt build failed: {build.failed or build.error}")
     if settings.facts_retention_days:
         dropped = apply_retention(target, settings.facts_retention_days)
         logger.info(
@@ -108,13 +113,11 @@ def transform(full_refresh: bool = False) -> TransformResult:
             settings.facts_retention_days,
         )
     published = publish_for_readers(target, full_refresh)
-    models = sum(1 for n in nodes if n.node.resource_type == "model")
-    tests = sum(
-        1 for n in nodes if n.node.resource_type in ("test", "unit_test") and n.status == "pass"
-    )
-    seconds = sum(n.execution_time or 0 for n in nodes)
     logger.info(
-        "dbt build: %d models built, %d tests passed (%.1fs in nodes).", models, tests, seconds
+        "dbt build: %d models built, %d tests passed in %.2fs.",
+        build.models_built,
+        build.tests_passed,
+        build.build_seconds,
     )
     if published is not None:
         logger.info(
@@ -124,11 +127,18 @@ def transform(full_refresh: bool = False) -> TransformResult:
             published.rows_copied,
         )
     return TransformResult(
-        models_built=models,
-        tests_passed=tests,
-        seconds=seconds,
+        models_built=build.models_built,
+        tests_passed=build.tests_passed,
+        seconds=build.build_seconds,
         publish_seconds=published.seconds if published else 0.0,
     )
+
+
+@flow(name="transform")
+def transform(full_refresh: bool = False) -> TransformResult:
+    """Build every dbt model incrementally (or from scratch) and run the data tests."""
+    settings = get_settings()
+    return build_and_publish(settings, resolve_target(settings), full_refresh)
 
 
 def main() -> None:

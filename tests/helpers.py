@@ -12,7 +12,7 @@ from flows.replay.dataset import ReplayDataset
 from flows.replay.server import assets_body
 from flows.settings import PROJECT_ROOT, Settings
 from flows.targets import resolve_target
-from flows.transform import dbt_environment, node_result
+from flows.dbt_build import dbt_environment, node_result
 from flows.warehouse import DbtNodeResult, DuckDBWarehouse, load_pending
 
 

@@ -74,8 +74,12 @@ def test_runs_publish_a_summary_and_top_movers(settings: Settings) -> None:
     state = pipeline(return_state=True)
     artifacts = artifacts_of(state.state_details.flow_run_id)
 
-    assert set(artifacts) == {"pipeline-summary", "top-movers"}
+    assert set(artifacts) == {"pipeline-summary", "top-movers", "dbt-results"}
     assert "**Replay**" in artifacts["pipeline-summary"]
+    # the dbt run as Prefect shows it: every model and data test, one table
+    for model in (PROJECT_ROOT / "dbt" / "models").rglob("*.sql"):
+        assert f'"{model.stem}"' in artifacts["dbt-results"]
+    assert '"test"' in artifacts["dbt-results"] and '"unit_test"' not in artifacts["dbt-results"]
     assert "2021-01-02T00:00:00+00:00" in artifacts["pipeline-summary"]
     assert "gainer" in artifacts["top-movers"] and "loser" in artifacts["top-movers"]
 

@@ -5,7 +5,8 @@ Built by `flows.replay.build_dataset`; see the README's Data credits.
 
 from __future__ import annotations
 
-from functools import cached_property
+import threading
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ class ReplayDataset:
             raise FileNotFoundError(f"replay dataset missing at {path}")
         self.path = path
         self._con = duckdb.connect()
+        self._lock = threading.Lock()  # the replay server answers from several threads
         # Derived here, not stored: supply from market cap and price; the 24h change from the
         # same coin's previous day (null on its first day or after a gap, never invented).
         self._con.execute(
@@ -53,7 +55,8 @@ class ReplayDataset:
     @cached_property
     def days(self) -> list[int]:
         """Epoch ms of every replay day, oldest first."""
-        rows = self._con.execute("select distinct day_ms from replay order by 1").fetchall()
+        with self._lock:
+            rows = self._con.execute("select distinct day_ms from replay order by 1").fetchall()
         return [day for (day,) in rows]
 
     def day_after(self, timestamp_ms: int | None) -> int:
@@ -65,20 +68,29 @@ class ReplayDataset:
         return self.days[-1]
 
     def assets(self, day_ms: int, *, limit: int, offset: int = 0) -> list[dict[str, Any]]:
-        rows = self._con.execute(
-            f"select {', '.join(ASSET_FIELDS)} from replay where day_ms = $day "
-            "order by rank limit $limit offset $offset",
-            {"day": day_ms, "limit": limit, "offset": offset},
-        ).fetchall()
+        with self._lock:
+            rows = self._con.execute(
+                f"select {', '.join(ASSET_FIELDS)} from replay where day_ms = $day "
+                "order by rank limit $limit offset $offset",
+                {"day": day_ms, "limit": limit, "offset": offset},
+            ).fetchall()
         return [dict(zip(ASSET_FIELDS, row, strict=True)) for row in rows]
 
     def history(self, coin_id: str, start_ms: int, end_ms: int) -> list[tuple[int, float, float]]:
         """(day, price, supply) of one coin for days in [start_ms, end_ms)."""
-        return self._con.execute(
-            "select day_ms, price_usd, supply from replay "
-            "where id = $id and day_ms >= $start and day_ms < $end order by day_ms",
-            {"id": coin_id, "start": start_ms, "end": end_ms},
-        ).fetchall()
+        with self._lock:
+            return self._con.execute(
+                "select day_ms, price_usd, supply from replay "
+                "where id = $id and day_ms >= $start and day_ms < $end order by day_ms",
+                {"id": coin_id, "start": start_ms, "end": end_ms},
+            ).fetchall()
 
     def close(self) -> None:
         self._con.close()
+
+
+@cache
+def shared_dataset() -> ReplayDataset:
+    """The process's one dataset: loading it takes about half a second, which a long-running
+    deployment process should pay once, not on every 5-minute tick."""
+    return ReplayDataset()

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from flows.replay.dataset import ReplayDataset
+from flows.replay.dataset import ReplayDataset, shared_dataset
 from flows.settings import COINCAP_MAX_PAGE
 
 log = logging.getLogger(__name__)
@@ -163,17 +163,20 @@ def _handler(state: ReplayState) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def serve_replay(start_after_ms: int | None, *, port: int = 0) -> Iterator[str]:
     """Run the replay server in a background thread; yields its CoinCap base URL."""
-    dataset = ReplayDataset()
-    state = ReplayState(dataset, start_after_ms)
+    state = ReplayState(shared_dataset(), start_after_ms)
     server = ThreadingHTTPServer(("127.0.0.1", port), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, name="replay-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll interval
+        name="replay-server",
+        daemon=True,
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}{API_PREFIX}"
     finally:
         server.shutdown()
         server.server_close()
-        dataset.close()
 
 
 def main() -> None:
