@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DO_NOT_TRACK := 1
 
-.PHONY: help install up tick app test lint format clean
+.PHONY: help install up tick app test bench lint format clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ app: install  ## only the analyst app on :8501 (reads what the pipeline publishe
 
 test: install  ## the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install  ## benchmarks (about 15 min): prints a table, writes bench/results/suite.json
+	$(BIN)/python -m bench.suite $(BENCH_ARGS)
 
 lint: install  ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -32,11 +32,15 @@ BENCH_DIR = Path(__file__).resolve().parent
 TARGET_P95_MS = 150
 
 
-def generate_history(warehouse: Path, days: int, coins: int) -> int:
-    """Fill raw.coincap_assets with `days` days of 5-minute snapshots; returns rows."""
+def generate_history(warehouse: Path, days: int, coins: int, end_ms: int | None = None) -> int:
+    """Fill raw.coincap_assets with `days` days of 5-minute snapshots; returns rows. With
+    `end_ms`, the series is moved in time to end one step before it (so ticks replayed
+    after it are newer than all of it)."""
     from flows.replay.dataset import DATASET_PATH
     from flows.warehouse import DuckDBWarehouse
 
+    last_ms = duckdb.sql(f"select max(day_ms) from read_parquet('{DATASET_PATH}')").fetchall()[0][0]
+    shift_ms = 0 if end_ms is None else end_ms - (last_ms + 288 * 300000)
     with DuckDBWarehouse(warehouse) as wh:
         wh.con.execute("select setseed(0.42)")
         wh.con.execute(
@@ -52,7 +56,7 @@ def generate_history(warehouse: Path, days: int, coins: int) -> int:
             ),
             steps as (
                 select days.*, step,
-                       day_ms + step * 300000 as ts_ms,
+                       day_ms + step * 300000 + {shift_ms} as ts_ms,
                        -- geometric path from today's price to tomorrow's
                        price_usd * pow(coalesce(next_price, price_usd) / price_usd, step / 288.0)
                            as path_price

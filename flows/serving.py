@@ -131,14 +131,15 @@ def _sync(con: duckdb.DuckDBPyConnection, table: ServedTable, *, full: bool) -> 
     same_shape = _exists(con, _catalog(con), table.name) and (
         _columns(con, _catalog(con), table.name) == _columns(con, "warehouse", table.name)
     )
-    recent = ""
-    if table.mode == "append_recent":
-        recent = (
-            f"snapshot_at >= (select max(snapshot_at) from {source}) "
+
+    def recent_in(relation: str) -> str:
+        return (
+            f"snapshot_at >= (select max(snapshot_at) from {relation}) "
             f"- interval {RECENT_FACT_DAYS} day"
         )
+
     if full or table.mode == "replace" or not same_shape:
-        where = f"where {recent}" if recent else ""
+        where = f"where {recent_in(source)}" if table.mode == "append_recent" else ""
         con.execute(f"create or replace table {table.name} as select * from {source} {where}")
         return con.execute(f"select count(*) from {table.name}").fetchall()[0][0]
 
@@ -155,8 +156,9 @@ def _sync(con: duckdb.DuckDBPyConnection, table: ServedTable, *, full: bool) -> 
             params,
         )
     copied = con.execute(f"insert into {table.name} {new_rows}", params).fetchall()[0][0]
-    if recent:
-        con.execute(f"delete from {table.name} where not ({recent})")
+    if table.mode == "append_recent":
+        # the window's end from the copy itself: the warehouse's table holds all of history
+        con.execute(f"delete from {table.name} where not ({recent_in(table.name)})")
     con.execute("commit")
     return copied
 

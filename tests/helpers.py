@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from dbt.cli.main import dbtRunner
 
+from flows.dbt_build import dbt_environment, node_result
 from flows.lake import Lake
 from flows.replay.dataset import ReplayDataset
 from flows.replay.server import assets_body
 from flows.settings import PROJECT_ROOT, Settings
 from flows.targets import resolve_target
-from flows.dbt_build import dbt_environment, node_result
 from flows.warehouse import DbtNodeResult, DuckDBWarehouse, load_pending
 
 

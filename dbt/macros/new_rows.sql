@@ -42,3 +42,20 @@
     {%- endif -%}
     {{ return("timestamp '" ~ value.strftime('%Y-%m-%d %H:%M:%S.%f') ~ "'") }}
 {%- endmacro %}
+
+{#- One row: the newest snapshot (`latest_at`), then for each horizon (`at_<name>`) the newest
+    snapshot at least `minutes` and at most `minutes + tolerance_minutes` before it (null when
+    there is none), from a relation with one row per snapshot. -#}
+{% macro reference_snapshots_sql(overview, horizons) -%}
+    select
+        max(latest.snapshot_at) as latest_at
+        {%- for horizon in horizons %},
+        max(case
+            when overview.snapshot_at <= {{ minutes_before('latest.snapshot_at', horizon.minutes) }}
+             and overview.snapshot_at >= {{ minutes_before('latest.snapshot_at', horizon.minutes + horizon.tolerance_minutes) }}
+            then overview.snapshot_at
+        end) as at_{{ horizon.name }}
+        {%- endfor %}
+    from {{ overview }} as overview
+    cross join (select max(snapshot_at) as snapshot_at from {{ overview }}) as latest
+{%- endmacro %}

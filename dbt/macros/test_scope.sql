@@ -8,8 +8,7 @@
     {%- set where = config.get('where') -%}
     {%- if where -%}
         {%- if '__loaded_last_day__' in where -%}
-            {%- set since = modules.datetime.datetime.utcnow() - modules.datetime.timedelta(days=1) -%}
-            {%- set where = where | replace('__loaded_last_day__', 'loaded_at >= ' ~ timestamp_literal(since)) -%}
+            {%- set where = where | replace('__loaded_last_day__', 'loaded_at >= ' ~ loaded_last_day_literal()) -%}
         {%- endif -%}
         {%- set filtered -%}
             (select * from {{ relation }} where {{ where }}) dbt_subquery
@@ -18,4 +17,10 @@
     {%- else -%}
         {%- do return(relation) -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#- A day before now (UTC, as the loader stamps `loaded_at`), as a literal. -#}
+{% macro loaded_last_day_literal() -%}
+    {%- set since = modules.datetime.datetime.utcnow() - modules.datetime.timedelta(days=1) -%}
+    {{ return(timestamp_literal(since)) }}
 {%- endmacro %}

@@ -16,26 +16,31 @@
     where {{ column_name }} < {{ min_value }} or {{ column_name }} > {{ max_value }}
 {% endtest %}
 
-{#- With `recent_by` (a load-time column), only keys loaded in the last day are checked,
-    against the whole table: a duplicate needs a new row, so this finds every duplicate a
-    load can create while the cost stays flat as history grows (older keys were checked
-    when they were loaded). -#}
-{% test unique_combination_of_columns(model, combination, recent_by=none) %}
+{#- With `recent_by` (a load-time column), only keys loaded in the last day are checked: a
+    duplicate needs a new row, so this finds every duplicate a load can create (older keys
+    were checked when they were loaded). With `within` (a time column of the key), the
+    search for their twins is bounded to the time span of those new keys, so the cost stays
+    flat as history grows; both bounds are literals, which prune old row groups/partitions. -#}
+{% test unique_combination_of_columns(model, combination, recent_by=none, within=none) %}
     {%- set keys = combination | join(', ') %}
     select {{ keys }}, count(*) as occurrences
     from {{ model }}
     {% if recent_by -%}
-    {%- set since = none -%}
-    {%- if execute -%}
-        {%- set since = run_query(
-            "select " ~ minutes_before("max(" ~ recent_by ~ ")", 24 * 60) ~ " from " ~ model
-        ).columns[0].values()[0] -%}
+    {%- set since = loaded_last_day_literal() -%}
+    {%- set span = [none, none] -%}
+    {%- if within and execute -%}
+        {%- set span = run_query(
+            "select min(" ~ within ~ "), max(" ~ within ~ ") from " ~ model
+            ~ " where " ~ recent_by ~ " >= " ~ since
+        ).rows[0] -%}
     {%- endif %}
-    -- the bound is a literal, so only recent row groups are read for the new keys
     where ({{ keys }}) in (
         select ({{ keys }}) from {{ model }}
-        where {{ recent_by }} >= {{ timestamp_literal(since) }}
+        where {{ recent_by }} >= {{ since }}
     )
+    {%- if within %}
+      and {{ within }} between {{ timestamp_literal(span[0]) }} and {{ timestamp_literal(span[1]) }}
+    {%- endif %}
     {%- endif %}
     group by {{ keys }}
     having count(*) > 1

@@ -1,0 +1,61 @@
+"""A real pipeline tick in a process of its own that SIGKILLs itself at a chosen point
+(tests/test_fault_injection.py).
+
+The test forks these processes from a forkserver that has already imported Prefect, dbt and
+DuckDB, so a tick starts warm and many kill points fit in a CI run (Prefect reads its settings
+when imported: the forkserver must start with PREFECT_API_URL set). Each process runs the
+real `pipeline` flow against the test's Prefect server. The steps it may die in are marked by
+wrapping the plain functions the flow's tasks call (behaviour unchanged): on entering
+`kill_stage` a timer sends SIGKILL to the process after `delay` seconds, inside that stage
+or, for a longer delay, in a later one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flows.coincap
+import flows.lake
+import flows.load
+import flows.pipeline
+import flows.targets
+from flows.dbt_build import WarmDbt
+
+PRELOAD = ["flows.pipeline", "tests.crash_tick"]
+
+
+def _marked(stage: str, function: Callable[..., Any], on_enter: Callable[[str], None]) -> Any:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        on_enter(stage)
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def run_tick(env: dict[str, str], stage_file: str, kill_stage: str | None, delay: float) -> None:
+    os.environ.update(env)
+    reached = Path(stage_file)
+
+    def on_enter(stage: str) -> None:
+        reached.write_text(stage)
+        if stage == kill_stage:
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
+
+    patches = [
+        (flows.coincap.CoinCapClient, "fetch_asset_pages", "fetch"),
+        (flows.lake.Lake, "write_snapshot", "lake_write"),
+        (flows.load, "load_pending", "load"),
+        (WarmDbt, "build", "dbt"),
+        (flows.targets, "publish", "publish"),
+    ]
+    for owner, name, stage in patches:
+        setattr(owner, name, _marked(stage, getattr(owner, name), on_enter))
+    flows.pipeline.pipeline()
+    on_enter("done")
