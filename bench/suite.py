@@ -16,8 +16,8 @@ What runs, all on this machine, against 127.0.0.1 only:
 3. Load throughput: one day of snapshots (288 files x 2,000 assets) landing at once after
    an outage, loaded by the real loader.
 
-The API is the bundled replay served on 127.0.0.1 over the live code path (source
-`coincap`, a dummy key): real late-2021 prices, 2,000 assets a tick. History is generated
+The API is the bundled replay, served on 127.0.0.1 by the replay server each tick starts (the
+same HTTP client path as live): real late-2021 prices, 2,000 assets a tick. History is generated
 as in bench.app_queries (real replay prices at 5-minute steps with a small random walk),
 moved in time to end just before the first tick. Nothing here is shown as live data.
 """
@@ -88,7 +88,7 @@ def prefect_server(root: Path) -> Iterator[str]:
             server.wait(30)
 
 
-def workspace_env(root: Path, api_url: str, replay_url: str) -> dict[str, str]:
+def workspace_env(root: Path, api_url: str) -> dict[str, str]:
     return {
         "PREFECT_API_URL": api_url,
         "PREFECT_HOME": str(root.parent / "prefect"),
@@ -96,42 +96,49 @@ def workspace_env(root: Path, api_url: str, replay_url: str) -> dict[str, str]:
         "CRYPTOLYTICS_LAKE_URL": str(root / "lake"),
         "CRYPTOLYTICS_DUCKDB_PATH": str(root / "warehouse.duckdb"),
         "CRYPTOLYTICS_SERVING_DIR": str(root / "serving"),
-        "CRYPTOLYTICS_SOURCE": "coincap",
-        "CRYPTOLYTICS_COINCAP_API_KEY": "bench-not-a-secret",
-        "CRYPTOLYTICS_COINCAP_BASE_URL": replay_url,
+        "CRYPTOLYTICS_SOURCE": "replay",
+        "CRYPTOLYTICS_COINCAP_API_KEY": "",
         "CRYPTOLYTICS_ASSET_LIMIT": str(COINS),
         "DO_NOT_TRACK": "1",
     }
 
 
-@contextlib.contextmanager
-def replay_api(start_day: int) -> Iterator[str]:
-    from flows.replay.dataset import shared_dataset
-    from flows.replay.server import serve_replay
-
-    with serve_replay(shared_dataset().days[start_day - 1]) as url:
-        yield url
-
-
 def prepare(root: Path, env: dict[str, str], days: int) -> dict[str, Any]:
-    """History of `days` days in raw, every model built once, a serving copy published."""
+    """History of `days` days in raw, every model built once, a serving copy published, and
+    the replay day before TICK_START_DAY in the lake, so ticks replay from there on."""
+    from flows.lake import Lake
     from flows.replay.dataset import shared_dataset
+    from flows.replay.server import assets_body
     from flows.serving import publish
     from flows.settings import Settings
+    from flows.warehouse import DuckDBWarehouse, load_pending
     from tests.helpers import run_dbt
 
     os.environ.update(env)
-    settings = Settings()
+    settings = Settings(warehouse_memory_limit="4GB")  # a first full build of long history
+    dataset = shared_dataset()
+    # a minute before the first tick's day: after the generated history, and the replay
+    # continues with the next day
+    at = dataset.days[TICK_START_DAY] - 60_000
+    rows = dataset.assets(dataset.days[TICK_START_DAY - 1], limit=COINS)
+    lake = Lake(settings.lake_url)
+    lake.write_snapshot("replay", at, assets_body(at, rows))
+    with DuckDBWarehouse(settings.duckdb_path) as warehouse:
+        load_pending(lake, warehouse)
     started = time.perf_counter()
-    rows = generate_history(
-        settings.duckdb_path, days, COINS, end_ms=shared_dataset().days[TICK_START_DAY]
+    history_rows = generate_history(
+        settings.duckdb_path, days, COINS, end_ms=dataset.days[TICK_START_DAY] - 60_000
     )
     generated = time.perf_counter() - started
     started = time.perf_counter()
     run_dbt(settings, "build", "--exclude", "resource_type:unit_test")
     built = time.perf_counter() - started
     publish(settings.duckdb_path.resolve(), settings.serving_dir.resolve(), full=True)
-    return {"raw_rows": rows, "generate_s": round(generated, 1), "first_build_s": round(built, 1)}
+    return {
+        "raw_rows": history_rows,
+        "generate_s": round(generated, 1),
+        "first_build_s": round(built, 1),
+    }
 
 
 def run_worker(env: dict[str, str], *args: str) -> dict[str, Any]:
@@ -214,43 +221,43 @@ def main() -> None:
         for days in sorted(set(args.sizes) | {1}):
             root = base / f"history-{days}d"
             root.mkdir()
-            with replay_api(TICK_START_DAY) as replay_url:
-                env = workspace_env(root, api_url, replay_url)
-                point = prepare(root, env, days)
-                if days == 1:
-                    warm = run_worker(env, "--ticks", str(args.ticks))
-                    cold = run_worker(env, "--ticks", "5", "--cold")["ticks"]
-                    results["tick"] = {
-                        "warm_ticks": args.ticks,
-                        "warm": {
-                            k: summary([t[k] for t in warm["ticks"]]) for k in warm["ticks"][0]
-                        },
-                        "warm_peak_rss_mb": warm["peak_rss_mb"],
-                        "warm_first_tick": warm["first_tick"],
-                        "cold": summary([t["latency"] for t in cold]),
-                        "cli": summary(cli_ticks(env, 3)),
-                    }
-                    ours = {"ticks": warm["ticks"][-5:], "peak_rss_mb": warm["peak_rss_mb"]}
-                else:
-                    ours = run_worker(env, "--ticks", "5")
-                seed_ticks = "1" if days == max(args.sizes) and days > 30 else "2"
-                seed = run_worker(env, "--ticks", seed_ticks, "--full-refresh")
-                point.update(
-                    tick_p50_s=median_of(ours["ticks"], "latency"),
-                    dbt_p50_s=median_of(ours["ticks"], "dbt"),
-                    stages_p50_s={
-                        stage: median_of(ours["ticks"], stage)
-                        for stage in ours["ticks"][0]
-                        if stage != "latency"
-                    },
-                    peak_rss_mb=ours["peak_rss_mb"],
-                    seed_tick_p50_s=median_of(seed["ticks"], "latency"),
-                    seed_peak_rss_mb=seed["peak_rss_mb"],
-                    app_ms=app_pages(env, args.repeats),
-                )
-                point["seed_over_ours"] = round(point["seed_tick_p50_s"] / point["tick_p50_s"], 1)
-                growth[days] = point
-                print(f"history {days}d done: {json.dumps(point)[:300]}", flush=True)
+            env = workspace_env(root, api_url)
+            point = prepare(root, env, days)
+            if days == 1:
+                warm = run_worker(env, "--ticks", str(args.ticks))
+                cold = run_worker(env, "--ticks", "5", "--cold")["ticks"]
+                results["tick"] = {
+                    "warm_ticks": args.ticks,
+                    "warm": {k: summary([t[k] for t in warm["ticks"]]) for k in warm["ticks"][0]},
+                    "warm_peak_rss_mb": warm["peak_rss_mb"],
+                    "warm_first_tick": warm["first_tick"],
+                    "cold": summary([t["latency"] for t in cold]),
+                    "cli": summary(cli_ticks(env, 3)),
+                }
+                ours = {"ticks": warm["ticks"][-5:], "peak_rss_mb": warm["peak_rss_mb"]}
+            else:
+                ours = run_worker(env, "--ticks", "5")
+            seed_ticks = "1" if days == max(args.sizes) and days > 30 else "2"
+            # the seed design rebuilds everything: give it the memory that needs (4 GB) rather
+            # than make it spill under our 128 MB tick limit
+            seed_env = {**env, "CRYPTOLYTICS_WAREHOUSE_MEMORY_LIMIT": "4GB"}
+            seed = run_worker(seed_env, "--ticks", seed_ticks, "--full-refresh")
+            point.update(
+                tick_p50_s=median_of(ours["ticks"], "latency"),
+                dbt_p50_s=median_of(ours["ticks"], "dbt"),
+                stages_p50_s={
+                    stage: median_of(ours["ticks"], stage)
+                    for stage in ours["ticks"][0]
+                    if stage != "latency"
+                },
+                peak_rss_mb=ours["peak_rss_mb"],
+                seed_tick_p50_s=median_of(seed["ticks"], "latency"),
+                seed_peak_rss_mb=seed["peak_rss_mb"],
+                app_ms=app_pages(env, args.repeats),
+            )
+            point["seed_over_ours"] = round(point["seed_tick_p50_s"] / point["tick_p50_s"], 1)
+            growth[days] = point
+            print(f"history {days}d done: {json.dumps(point)[:300]}", flush=True)
         results["growth"] = growth
     load_root = base / "load"
     load_root.mkdir()

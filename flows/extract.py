@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -18,7 +19,7 @@ from flows.coincap import CoinCapClient, combine_pages
 from flows.lake import Lake, LakeWrite
 from flows.replay.server import serve_replay
 from flows.settings import Settings, get_settings
-from flows.snapshot import InvalidSnapshot, parse_snapshot
+from flows.snapshot import InvalidSnapshot, check_live_time, parse_snapshot
 from flows.targets import resolve_target
 
 
@@ -94,6 +95,8 @@ def extract_snapshot(settings: Settings, lake: Lake, asset_limit: int | None) ->
     started = time.perf_counter()
     try:
         snapshot = parse_snapshot(raw, max_assets=limit)
+        if source == "coincap":
+            check_live_time(snapshot, datetime.now(tz=UTC))
     except InvalidSnapshot as exc:
         where = quarantine_body(lake, source, raw, exc.reason, base_url)
         logger.error("Snapshot rejected: %s. Body kept at %s/%s", exc.reason, lake.url, where)

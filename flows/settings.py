@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         200, ge=1, description="Backfill request rate (CoinCap: ~200/min, ~500 with a key)."
     )
     backfill_concurrency: int = Field(4, ge=1, le=32, description="Backfill requests at once.")
+    warehouse_memory_limit: str = Field(
+        "128MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory limit in each pipeline step (it spills to disk beyond "
+        "it): without one DuckDB keeps what it read cached, up to 80% of RAM. Raise it for a "
+        "full refresh of long history.",
+    )
     lock_timeout_seconds: float = Field(
         240.0, ge=0, description="How long a pipeline run waits for a running one to finish."
     )

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -255,3 +255,23 @@ def parse_history(raw: bytes) -> HistoryWindow:
     return HistoryWindow(
         points=tuple(sorted(points, key=lambda p: p.time_ms)), skipped=tuple(skipped)
     )
+
+
+LIVE_CLOCK_SKEW = timedelta(minutes=10)
+LIVE_MAX_AGE = timedelta(hours=6)
+
+
+def check_live_time(snapshot: Snapshot, now: datetime) -> None:
+    """A live snapshot must describe the market about now. One from the future is a broken
+    clock upstream; one hours old is a stale cache (a replay is old by design: not checked).
+    Either would put a point in the wrong place of the history, so it is quarantined."""
+    taken = snapshot.taken_at
+    if taken > now + LIVE_CLOCK_SKEW:
+        raise InvalidSnapshot(
+            f"`timestamp` {taken.isoformat()} is in the future (now {now:%H:%M:%S}Z)"
+        )
+    if taken < now - LIVE_MAX_AGE:
+        raise InvalidSnapshot(
+            f"`timestamp` {taken.isoformat()} is {(now - taken).days} day(s) "
+            f"{(now - taken).seconds // 3600} hour(s) old: a stale response, not the market now"
+        )

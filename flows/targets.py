@@ -40,14 +40,15 @@ def _release_dbt_duckdb() -> None:
 def _local(settings: Settings) -> Target:
     path = settings.duckdb_path.resolve()
     serving_dir = settings.serving_dir.resolve()
+    memory = settings.warehouse_memory_limit
     return Target(
         name="local",
         lake=Lake(settings.lake_url),
-        open_warehouse=lambda: DuckDBWarehouse(path),
+        open_warehouse=lambda: DuckDBWarehouse(path, memory),
         dbt_target=settings.resolved_dbt_target,
-        dbt_env={"DBT_DUCKDB_PATH": str(path)},
+        dbt_env={"DBT_DUCKDB_PATH": str(path), "DBT_DUCKDB_MEMORY_LIMIT": memory},
         release_dbt=_release_dbt_duckdb,
-        publish=lambda full: publish(path, serving_dir, full=full),
+        publish=lambda full: publish(path, serving_dir, full=full, memory_limit=memory),
         open_reader=lambda: ServingReader(serving_dir),
     )
 

@@ -183,10 +183,11 @@ class DuckDBWarehouse:
     """The local warehouse: one DuckDB file. Hold it only as long as a step needs it:
     DuckDB allows one writing process per file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, memory_limit: str | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.con = duckdb.connect(str(path))
+        config = {"memory_limit": memory_limit} if memory_limit else {}
+        self.con = duckdb.connect(str(path), config=config)
         self.con.execute(DUCKDB_DDL)
 
     def __enter__(self) -> Self:
