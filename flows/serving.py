@@ -158,10 +158,14 @@ def _sync(con: duckdb.DuckDBPyConnection, table: ServedTable, *, full: bool) -> 
         return con.execute(f"select count(*) from {table.name}").fetchall()[0][0]
 
     watermark = con.execute(f"select max(loaded_at) from {table.name}").fetchall()[0][0]
+    # a literal, not a bound parameter: DuckDB then skips the warehouse's old row groups
+    # instead of scanning the whole history (publish grew from 0.14 s to 1.3 s at 90 days)
     new_rows = f"select * from {source}" + (
-        " where loaded_at > $watermark" if watermark is not None else ""
+        f" where loaded_at > timestamp '{watermark.isoformat(sep=' ')}'"
+        if watermark is not None
+        else ""
     )
-    params = {"watermark": watermark} if watermark is not None else {}
+    params: dict[str, Any] = {}
     con.execute("begin transaction")
     if table.mode == "upsert":
         keys = ", ".join(table.key)
