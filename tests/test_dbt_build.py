@@ -1,0 +1,38 @@
+"""The warm dbt runner: parse once, build many times, parse again when the project changes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from flows.dbt_build import WarmDbt
+from flows.settings import PROJECT_ROOT, Settings
+from flows.targets import resolve_target
+from flows.warehouse import DuckDBWarehouse
+
+
+def test_the_manifest_is_reused_until_a_project_file_changes(
+    settings: Settings, tmp_path: Path
+) -> None:
+    project = tmp_path / "dbt"
+    shutil.copytree(PROJECT_ROOT / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
+    DuckDBWarehouse(settings.duckdb_path).close()  # raw tables exist, empty
+    target = resolve_target(settings)
+    finished: list[str] = []
+    dbt = WarmDbt(project, release=target.release_dbt, on_node=lambda n: finished.append(n.node))
+
+    first = dbt.build(target.dbt_target, target.dbt_env)
+    second = dbt.build(target.dbt_target, target.dbt_env)
+    model = project / "models" / "marts" / "dim_coins.sql"
+    model.write_text(model.read_text() + "\n-- edited\n")
+    os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 10**9))
+    third = dbt.build(target.dbt_target, target.dbt_env)
+
+    assert first.success and second.success and third.success, (first.error, first.failed)
+    assert (first.parsed, second.parsed, third.parsed) == (True, False, True)
+    assert second.parse_seconds == 0.0
+    assert first.models_built == len(list((project / "models").rglob("*.sql")))
+    assert first.tests_passed > 40
+    assert all(n.resource_type != "unit_test" for n in first.nodes)  # CI runs those, not ticks
+    assert set(finished) == {n.node for n in first.nodes}  # every node reported as it finished
