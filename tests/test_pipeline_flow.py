@@ -99,6 +99,15 @@ def run_log(flow_run_id: object) -> list[str]:
     return [log.message for log in logs]
 
 
+@pytest.fixture
+def live_api(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTTPServer:
+    """Live mode (source `coincap`, a key) against an HTTP server on 127.0.0.1."""
+    monkeypatch.setenv("CRYPTOLYTICS_SOURCE", "coincap")
+    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_API_KEY", "test-key")
+    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_BASE_URL", httpserver.url_for("/v3"))
+    return httpserver
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -167,17 +176,14 @@ HOSTILE_BODIES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
 
 def test_hostile_live_responses_are_quarantined_and_change_nothing(
     settings: Settings,
-    httpserver: HTTPServer,
+    live_api: HTTPServer,
     recorded_assets: bytes,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("CRYPTOLYTICS_SOURCE", "coincap")
-    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_API_KEY", "test-key")
-    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_BASE_URL", httpserver.url_for("/v3"))
     monkeypatch.setenv("CRYPTOLYTICS_ASSET_LIMIT", "100")
     good = body_variant(recorded_assets, timestamp_ms=now_ms())
-    httpserver.expect_ordered_request("/v3/assets").respond_with_data(good)
+    live_api.expect_ordered_request("/v3/assets").respond_with_data(good)
     pipeline()
     everything = (
         "select (select count(*) from raw.coincap_assets), (select count(*) from raw.lake_files),"
@@ -186,7 +192,7 @@ def test_hostile_live_responses_are_quarantined_and_change_nothing(
     before = facts(settings, everything)
 
     for case, (mutate, reason) in HOSTILE_BODIES.items():
-        httpserver.expect_ordered_request("/v3/assets").respond_with_data(mutate(good))
+        live_api.expect_ordered_request("/v3/assets").respond_with_data(mutate(good))
         state = pipeline(return_state=True)
         assert state.is_failed(), case
         assert reason in str(state.message), (case, state.message)
@@ -204,21 +210,17 @@ def test_hostile_live_responses_are_quarantined_and_change_nothing(
 
 def test_unknown_fields_are_kept_in_the_lake_and_ignored_downstream(
     settings: Settings,
-    httpserver: HTTPServer,
+    live_api: HTTPServer,
     recorded_assets: bytes,
-    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     """Schema drift: CoinCap adding a field, or a unicode name, must not stop ingestion."""
-    monkeypatch.setenv("CRYPTOLYTICS_SOURCE", "coincap")
-    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_API_KEY", "test-key")
-    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_BASE_URL", httpserver.url_for("/v3"))
     drifted = _first_asset(
         body_variant(recorded_assets, timestamp_ms=now_ms()),
         tokenomics={"unlocks": [1, 2]},
         name="Bítcoin ₿ 比特币",
     )
-    httpserver.expect_ordered_request("/v3/assets").respond_with_data(drifted)
+    live_api.expect_ordered_request("/v3/assets").respond_with_data(drifted)
     assert pipeline(return_state=True).is_completed()
     stored = list((tmp_path / "lake" / "raw" / "coincap").rglob("*.json.gz"))
     assert len(stored) == 1 and b'"tokenomics"' in gzip.decompress(stored[0].read_bytes())
@@ -230,21 +232,17 @@ def test_unknown_fields_are_kept_in_the_lake_and_ignored_downstream(
 
 def test_a_bad_live_body_is_quarantined_and_fails_the_run(
     settings: Settings,
-    httpserver: HTTPServer,
+    live_api: HTTPServer,
     recorded_assets: bytes,
-    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("CRYPTOLYTICS_SOURCE", "coincap")
-    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_API_KEY", "test-key")
-    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_BASE_URL", httpserver.url_for("/v3"))
     good = body_variant(recorded_assets, timestamp_ms=now_ms())
-    httpserver.expect_ordered_request("/v3/assets").respond_with_data(good)
+    live_api.expect_ordered_request("/v3/assets").respond_with_data(good)
     pipeline()
     before = facts(settings, "select count(*) from prod.facts_coins")
 
     bad = good.replace(b'"priceUsd": "84022', b'"priceUsd": "abc84022', 1)
-    httpserver.expect_ordered_request("/v3/assets").respond_with_data(bad)
+    live_api.expect_ordered_request("/v3/assets").respond_with_data(bad)
     state = pipeline(return_state=True)
 
     assert state.is_failed()
