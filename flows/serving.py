@@ -165,15 +165,13 @@ def _sync(con: duckdb.DuckDBPyConnection, table: ServedTable, *, full: bool) -> 
         if watermark is not None
         else ""
     )
-    params: dict[str, Any] = {}
     con.execute("begin transaction")
     if table.mode == "upsert":
         keys = ", ".join(table.key)
         con.execute(
             f"delete from {table.name} where ({keys}) in (select ({keys}) from ({new_rows}))",
-            params,
         )
-    copied = con.execute(f"insert into {table.name} {new_rows}", params).fetchall()[0][0]
+    copied = con.execute(f"insert into {table.name} {new_rows}").fetchall()[0][0]
     if table.mode == "append_recent":
         # the window's end from the copy itself: the warehouse's table holds all of history
         con.execute(f"delete from {table.name} where not ({recent_in(table.name)})")
