@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
+import yaml
 
 from flows.serving import NoDataYet, Reader
 from flows.settings import Settings, get_settings
@@ -27,6 +29,9 @@ from flows.targets import resolve_target
 CACHE_TTL_SECONDS = get_settings().app_cache_ttl_seconds
 SCHEDULE_MINUTES = 5
 SNAPSHOTS_PER_DAY = 24 * 60 // SCHEDULE_MINUTES
+# Two live snapshots further apart than this have at least one missed tick between them.
+GAP_MINUTES = 2 * SCHEDULE_MINUTES
+GAP_LOOKBACK_DAYS = 30
 
 Range = Literal["1D", "7D", "1M", "3M", "1Y", "ALL"]
 RANGES: tuple[Range, ...] = ("1D", "7D", "1M", "3M", "1Y", "ALL")
@@ -326,4 +331,64 @@ def pipeline_health() -> dict[str, Any]:
         order by status in ('pass', 'success'), resource_type, node
         """
     )
-    return {**times, "per_day": per_day, "model_rows": model_rows, "dbt_results": dbt_results}
+    return {
+        **times,
+        "per_day": per_day,
+        "gaps": live_gaps(),
+        "model_rows": model_rows,
+        "dbt_results": dbt_results,
+    }
+
+
+def live_gaps() -> pd.DataFrame:
+    """Stretches of the last 30 days with no live snapshot (an outage, a stopped schedule),
+    newest first: the last snapshot before and the first after, never interpolated."""
+    return _query(
+        """
+        with live as (
+            select snapshot_at, lag(snapshot_at) over (order by snapshot_at) as previous_at
+            from prod.mart_market_overview
+            where source = 'coincap'
+              and snapshot_at > (select max(snapshot_at) from prod.mart_market_overview)
+                  - to_days(cast($lookback_days as integer))
+        )
+        select previous_at as last_before, snapshot_at as first_after,
+               round(epoch(snapshot_at - previous_at) / 60) as minutes_missing
+        from live
+        where snapshot_at - previous_at > to_minutes(cast($gap_minutes as integer))
+        order by first_after desc
+        """,
+        lookback_days=GAP_LOOKBACK_DAYS,
+        gap_minutes=GAP_MINUTES,
+    )
+
+
+@dataclass(frozen=True)
+class FreshnessRule:
+    """dbt's `freshness` of the raw source: the one definition of stale, shared with
+    `dbt source freshness`."""
+
+    warn_after_minutes: float
+    error_after_minutes: float
+
+    def status(self, age_minutes: float | None) -> Literal["pass", "warn", "error"]:
+        """What `dbt source freshness` would say of data loaded `age_minutes` ago."""
+        if age_minutes is None or age_minutes > self.error_after_minutes:
+            return "error"
+        return "warn" if age_minutes > self.warn_after_minutes else "pass"
+
+
+_PERIOD_MINUTES = {"minute": 1, "hour": 60, "day": 24 * 60}
+
+
+@functools.cache
+def source_freshness_rule() -> FreshnessRule:
+    """The raw source's freshness from `dbt/models/staging/_sources.yml`."""
+    path = get_settings().dbt_project_dir / "models" / "staging" / "_sources.yml"
+    source = next(s for s in yaml.safe_load(path.read_text())["sources"] if s["name"] == "coincap")
+    rule = source["config"]["freshness"]
+
+    def minutes(limit: dict[str, Any]) -> float:
+        return limit["count"] * _PERIOD_MINUTES[limit["period"]]
+
+    return FreshnessRule(minutes(rule["warn_after"]), minutes(rule["error_after"]))

@@ -199,7 +199,10 @@ def test_health_page_shows_freshness_days_model_rows_and_dbt_results(replay_days
     app = run("health")
     facts = sum(len(assets_of(body)) for _, body in replay_days)
 
-    assert "Fresh: last load within 10 minutes" in texts(app, "success")
+    assert "**Fresh** (pass)" in texts(app, "success")
+    assert "warn after 15 min, error after 60 min" in texts(app, "success")  # dbt's rule
+    # replay days are a day apart by design: not gaps in the live feed
+    assert "No gap longer than 10 minutes" in " ".join(m.value for m in app.markdown)
     assert "Source: replay" in " ".join(m.value for m in app.markdown)
     assert f"{REPLAY_DAYS} day(s) replayed so far" in " ".join(m.value for m in app.markdown)
     model_rows = app.dataframe[0].value.set_index("model")["row_count"]

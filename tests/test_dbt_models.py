@@ -167,3 +167,42 @@ def test_a_duplicate_loaded_late_fails_the_build(
         )
     with pytest.raises(AssertionError, match="unique_combination_of_columns_stg_coinsdata"):
         run_dbt(settings, "build")
+
+
+def test_the_health_page_judges_freshness_by_dbt_source_freshness(
+    settings: Settings, recorded_assets: bytes
+) -> None:
+    """The app reads the freshness rule from `_sources.yml`; real `dbt source freshness`
+    on the same data must reach the same verdict at each age."""
+    from dbt.cli.main import dbtRunner
+
+    from flows.dbt_build import dbt_environment
+    from flows.settings import PROJECT_ROOT
+    from flows.targets import resolve_target
+    from streamlit_app.data import source_freshness_rule
+
+    land(settings, recorded_assets, [0])
+    rule = source_freshness_rule()
+    target = resolve_target(settings)
+    project = str(PROJECT_ROOT / "dbt")
+    verdicts = {}
+    for age_minutes in (1, 20, 75):
+        with duckdb.connect(str(settings.duckdb_path)) as con:
+            con.execute(
+                "update raw.coincap_assets set loaded_at = "
+                "cast(timezone('UTC', now()) as timestamp) - to_minutes(cast(? as integer))",
+                [age_minutes],
+            )
+        with dbt_environment({"DO_NOT_TRACK": "1", **target.dbt_env}):
+            try:
+                result = dbtRunner().invoke(
+                    [
+                        *("source", "freshness", "--select", "source:coincap.coincap_assets"),
+                        *("--project-dir", project, "--profiles-dir", project, "--quiet"),
+                    ]
+                )
+            finally:
+                target.release_dbt()
+        (dbt_says,) = [str(r.status) for r in result.result]
+        verdicts[age_minutes] = (dbt_says, rule.status(age_minutes))
+    assert verdicts == {1: ("pass", "pass"), 20: ("warn", "warn"), 75: ("error", "error")}

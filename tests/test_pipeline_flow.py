@@ -22,6 +22,9 @@ from tests.conftest import body_variant
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
 
 
+SNAPSHOT_COUNTS = "select count(*), count(distinct snapshot_at) from prod.facts_coins"
+
+
 def facts(settings: Settings, sql: str) -> list[tuple]:
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         return con.execute(sql).fetchall()
@@ -287,3 +290,71 @@ def test_the_api_key_never_reaches_logs_artifacts_or_parameters(
     )
     assert "CRYPTOLYTICS_COINCAP_API_KEY" in seen  # the 401 message was logged...
     assert secret not in seen  # ...without the key itself
+
+
+def test_an_identical_snapshot_is_taken_once(
+    settings: Settings, live_api: HTTPServer, recorded_assets: bytes
+) -> None:
+    """CoinCap answering twice with the same snapshot (its cache did not move on): the second
+    run completes, says so, and adds nothing."""
+    body = body_variant(recorded_assets, timestamp_ms=now_ms())
+    live_api.expect_ordered_request("/v3/assets").respond_with_data(body)
+    live_api.expect_ordered_request("/v3/assets").respond_with_data(body)
+    first = pipeline()
+    again = pipeline(return_state=True)
+    assert again.is_completed()
+    assert first.extracted.created and not again.result().extracted.created
+    assert again.result().loaded.rows_loaded == 0
+    assert any(
+        "already in the lake, nothing new" in line
+        for line in run_log(again.state_details.flow_run_id)
+    )
+    assert facts(settings, SNAPSHOT_COUNTS) == [(100, 1)]
+
+
+def test_after_an_outage_runs_catch_up_and_health_shows_the_gap(
+    settings: Settings,
+    live_api: HTTPServer,
+    recorded_assets: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Six hours without CoinCap: the runs in between fail (nothing written), the next ones
+    load normally, and the health page lists the hole instead of bridging it."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from streamlit_app import data
+
+    monkeypatch.setenv("CRYPTOLYTICS_HTTP_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("CRYPTOLYTICS_HTTP_BACKOFF_SECONDS", "0.01")
+    start = now_ms() - 6 * HOUR_MS + 15 * 60_000  # a live snapshot may lag up to 6 h
+    before_outage = [start, start + 5 * 60_000]
+    after_outage = [now_ms() - 5 * 60_000, now_ms()]
+    for timestamp in before_outage:
+        body = body_variant(recorded_assets, timestamp_ms=timestamp)
+        live_api.expect_ordered_request("/v3/assets").respond_with_data(body)
+    for _ in range(3):  # each failed run asks twice
+        for _ in range(2):
+            live_api.expect_ordered_request("/v3/assets").respond_with_data("down", status=503)
+    for timestamp in after_outage:
+        body = body_variant(recorded_assets, timestamp_ms=timestamp)
+        live_api.expect_ordered_request("/v3/assets").respond_with_data(body)
+
+    states = [pipeline(return_state=True) for _ in range(7)]
+    assert [s.type.value for s in states] == ["COMPLETED"] * 2 + ["FAILED"] * 3 + ["COMPLETED"] * 2
+    assert "503" in str(states[2].message)
+    live_api.check_assertions()
+    assert facts(settings, SNAPSHOT_COUNTS) == [(400, 4)]
+
+    st.cache_data.clear()
+    gaps = data.pipeline_health()["gaps"]
+    assert len(gaps) == 1
+    expected_minutes = round((after_outage[0] - before_outage[1]) / 60_000)
+    assert gaps["minutes_missing"].iat[0] == expected_minutes  # about 5.5 h, as taken
+    app = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app" / "app.py"), default_timeout=60)
+    app.switch_page("views/health.py")
+    app.run()
+    assert not app.exception
+    warnings = " ".join(w.value for w in app.warning)
+    assert f"1 gap(s) in the last 30 days, the longest {expected_minutes / 60:.1f} h" in warnings
+    st.cache_data.clear()
