@@ -39,12 +39,23 @@ def _marked(stage: str, function: Callable[..., Any], on_enter: Callable[[str], 
     return wrapper
 
 
-def run_tick(env: dict[str, str], stage_file: str, kill_stage: str | None, delay: float) -> None:
+def run_tick(
+    env: dict[str, str],
+    stage_file: str,
+    kill_stage: str | None,
+    delay: float,
+    journal: str | None = None,
+) -> None:
+    """One tick; each stage entered is written to `stage_file` and, if given, appended with
+    this process's id to `journal` (shared by ticks that run at the same time)."""
     os.environ.update(env)
     reached = Path(stage_file)
 
     def on_enter(stage: str) -> None:
         reached.write_text(stage)
+        if journal:
+            with open(journal, "a") as entries:
+                entries.write(f"{os.getpid()} {stage}\n")
         if stage == kill_stage:
             threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
 

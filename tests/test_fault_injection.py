@@ -105,6 +105,20 @@ def assert_warehouse_equals_lake(settings: Settings) -> int:
     return len(lake)
 
 
+def forkserver(monkeypatch: pytest.MonkeyPatch) -> multiprocessing.context.ForkServerContext:
+    """Warm tick processes: the forkserver imports Prefect (with this test's server), dbt and
+    DuckDB once."""
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(crash_tick.PRELOAD)
+    return context
+
+
+def tick_environment() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key.startswith("CRYPTOLYTICS_")}
+    return {**env, "CRYPTOLYTICS_ASSET_LIMIT": "300"}
+
+
 def tick_in_process(
     context: multiprocessing.context.ForkServerContext,
     env: dict[str, str],
@@ -124,12 +138,8 @@ def tick_in_process(
 def test_sigkill_anywhere_in_a_tick_loses_nothing(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = {key: value for key, value in os.environ.items() if key.startswith("CRYPTOLYTICS_")}
-    env["CRYPTOLYTICS_ASSET_LIMIT"] = "300"
-    # the forkserver starts with this environment and imports Prefect with it
-    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(crash_tick.PRELOAD)
+    env = tick_environment()
+    context = forkserver(monkeypatch)
     stage_file = tmp_path / "stage"
     rng = random.Random(7)
     plan = [point for point in KILL_POINTS for _ in range(KILLS_PER_STAGE)]
@@ -152,3 +162,34 @@ def test_sigkill_anywhere_in_a_tick_loses_nothing(
     assert set(died_in) >= {"fetch", "lake_write", "load", "dbt", "publish"}, died_in
     assert snapshots >= len(plan)  # each normal run adds its snapshot
     print(f"{len(plan)} kills, died in: {dict(died_in)}; {snapshots} snapshots, all exact")
+
+
+def test_runs_started_at_once_take_turns(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three pipeline processes started together (a slow tick overlapping the next, a CLI
+    run on top): each waits for the lock, so their stages never interleave, and each
+    adds its own snapshot exactly once."""
+    env, context = tick_environment(), forkserver(monkeypatch)
+    journal = tmp_path / "journal"
+    processes = [
+        context.Process(
+            target=crash_tick.run_tick,
+            args=(env, str(tmp_path / f"stage-{n}"), None, 0.0, str(journal)),
+        )
+        for n in range(3)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(300)
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+
+    # stages under the lock ("done" is written once the run has let go of it)
+    entries = [line.split() for line in journal.read_text().splitlines()]
+    locked = [(pid, stage) for pid, stage in entries if stage != "done"]
+    runs = [pid for pid, _ in locked]
+    blocks = [pid for n, pid in enumerate(runs) if n == 0 or pid != runs[n - 1]]
+    assert len(blocks) == len(set(blocks)) == 3, entries  # one run after another, whole
+    assert [stage for _, stage in locked] == ["fetch", "lake_write", "load", "dbt", "publish"] * 3
+    assert assert_warehouse_equals_lake(settings) == 3  # three replay days, none twice
