@@ -7,6 +7,7 @@ Every other module receives a `Settings` (or values taken from it); nothing else
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -74,6 +75,28 @@ class Settings(BaseSettings):
     lock_timeout_seconds: float = Field(
         240.0, ge=0, description="How long a pipeline run waits for a running one to finish."
     )
+    alert_webhook_url: SecretStr | None = Field(
+        None,
+        description="Where alerts are POSTed (Slack, Teams, any webhook); `python -m "
+        "blocks.register` stores it in a Prefect webhook block. It often holds a token.",
+    )
+    alert_stale_after: timedelta = Field(
+        timedelta(minutes=15),
+        ge=timedelta(seconds=10),
+        description="Alert when no pipeline run has completed for this long (an ISO 8601 "
+        "duration, e.g. PT15M).",
+    )
+    alert_failures_within: timedelta = Field(
+        timedelta(minutes=11),
+        ge=timedelta(seconds=1),
+        description="Alert when two pipeline runs fail within this window: two ticks in a "
+        "row on the 5-minute schedule.",
+    )
+
+    @field_validator("alert_webhook_url", mode="before")
+    @classmethod
+    def _blank_url_is_no_url(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("coincap_api_key", mode="before")
     @classmethod

@@ -1,0 +1,1 @@
+"""Prefect blocks and automations: `python -m blocks.register` creates them."""

@@ -1,0 +1,84 @@
+"""Alerts on a real Prefect server: the automations `python -m blocks.register` creates fire
+on real pipeline runs and POST to a webhook on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from prefect.client.orchestration import get_client
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from blocks.alerts import FAILING, STALE, register_alerts
+from flows.pipeline import pipeline
+from flows.settings import Settings
+
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
+
+
+@pytest.fixture
+def no_automations_left() -> Iterator[None]:
+    """The server is shared by the session: leave no automation firing behind."""
+    yield
+    with get_client(sync_client=True) as client:
+        for automation in client.read_automations():
+            client.delete_automation(automation.id)
+
+
+def wait_for(received: list[dict], subject_part: str, seconds: float) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for message in received:
+            if subject_part in message["subject"]:
+                return message
+        time.sleep(0.5)
+    raise AssertionError(f"no alert with {subject_part!r} in {seconds}s; got {received}")
+
+
+@pytest.mark.usefixtures("no_automations_left")
+def test_two_failed_runs_and_a_stale_pipeline_alert_the_webhook(
+    settings: Settings, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received: list[dict] = []
+
+    def record(request: Request) -> Response:
+        received.append(json.loads(request.get_data()))
+        return Response("ok")
+
+    httpserver.expect_request("/hooks/alerts", method="POST").respond_with_handler(record)
+    httpserver.expect_request("/v3/assets").respond_with_data("down", status=503)
+    monkeypatch.setenv("CRYPTOLYTICS_ALERT_WEBHOOK_URL", httpserver.url_for("/hooks/alerts"))
+    monkeypatch.setenv("CRYPTOLYTICS_ALERT_STALE_AFTER", "PT10S")  # Prefect's minimum
+    monkeypatch.setenv("CRYPTOLYTICS_SOURCE", "coincap")
+    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_API_KEY", "test-key")
+    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_BASE_URL", httpserver.url_for("/v3"))
+    monkeypatch.setenv("CRYPTOLYTICS_HTTP_MAX_ATTEMPTS", "1")
+
+    first = register_alerts(Settings())
+    again = register_alerts(Settings())  # idempotent: updated in place, nothing doubled
+    assert first[1:] == [f"automation {STALE!r}: created", f"automation {FAILING!r}: created"]
+    assert again[1:] == [f"automation {STALE!r}: updated", f"automation {FAILING!r}: updated"]
+    with get_client(sync_client=True) as client:
+        assert sorted(a.name for a in client.read_automations()) == sorted([STALE, FAILING])
+
+    assert pipeline(return_state=True).is_failed()
+    time.sleep(1)
+    assert not [m for m in received if "failed twice" in m["subject"]]  # one failure: quiet
+    second = pipeline(return_state=True)
+    assert second.is_failed()
+
+    failing = wait_for(received, "failed twice in a row", 60)
+    assert failing["source"] == "cryptolytics"
+    assert second.state_details.flow_run_id and "503" in failing["body"]
+    stale = wait_for(received, "no pipeline run completed in 10 seconds", 60)
+    assert "going stale" in stale["body"]
+    assert "test-key" not in json.dumps(received)
+
+
+def test_without_a_webhook_no_alerts_are_registered(settings: Settings) -> None:
+    assert register_alerts(settings) == [
+        "alerts: skipped (CRYPTOLYTICS_ALERT_WEBHOOK_URL is not set)"
+    ]
