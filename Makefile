@@ -43,6 +43,9 @@ test: install  ## the whole test suite
 bench: install  ## benchmarks (about 15 min): prints a table, writes bench/results/suite.json
 	$(BIN)/python -m bench.suite $(BENCH_ARGS)
 
+soak: install  ## 1,000 ticks against a faulty API, with kills and app readers (~45 min)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
 lint: install  ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
