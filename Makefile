@@ -5,13 +5,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+# Scanners with dependencies of their own stay out of the app's venv.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell sha1sum requirements-tools.lock | cut -c1-12)
 
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DO_NOT_TRACK := 1
 
-.PHONY: help install up tick app blocks test bench soak lint format clean
+.PHONY: help install up tick app blocks test bench soak audit terraform-check lint format clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -23,6 +26,11 @@ $(STAMP): requirements.lock pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)  ## create .venv with the pinned dependencies
+
+$(TOOLS_STAMP): requirements-tools.lock
+	test -d $(TOOLS) || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.lock
+	rm -f $(TOOLS)/.installed-* && touch $@
 
 up: install  ## everything: Prefect UI :4200, pipeline every 5 min, analyst app :8501 (Ctrl-C stops)
 	$(BIN)/python -m flows.stack
@@ -45,6 +53,16 @@ bench: install  ## benchmarks (about 15 min): prints a table, writes bench/resul
 
 soak: install  ## 1,000 ticks against a faulty API, with kills and app readers (~45 min)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+audit:  ## known vulnerabilities in requirements.lock (pip-audit: needs PyPI's JSON API)
+	test -x .venv-audit/bin/pip-audit || \
+		($(PYTHON) -m venv .venv-audit && .venv-audit/bin/pip install --quiet pip-audit)
+	.venv-audit/bin/pip-audit --requirement requirements.lock --no-deps --disable-pip --strict
+
+terraform-check: $(TOOLS_STAMP)  ## terraform fmt -check and a checkov scan (validate needs providers)
+	@if command -v terraform >/dev/null; then terraform fmt -check -recursive terraform; \
+	else echo "terraform is not installed (not in Debian or PyPI): fmt check skipped" >&2; fi
+	$(TOOLS)/bin/checkov --directory terraform --quiet --compact --skip-download
 
 lint: install  ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
