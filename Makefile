@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DO_NOT_TRACK := 1
 
-.PHONY: help install up tick app blocks test bench soak audit terraform-check lint format clean
+.PHONY: help install up tick app deploy worker blocks test bench soak audit terraform-check lint format clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,6 +41,15 @@ tick: install  ## one pipeline run now, from the CLI (uses the server of `make u
 app: install  ## only the analyst app on :8501 (reads what the pipeline published)
 	$(BIN)/python -m streamlit run streamlit_app/app.py --server.headless true \
 		--server.address 127.0.0.1 --browser.gatherUsageStats false
+
+deploy: install  ## prefect.yaml's deployments + process pool on PREFECT_API_URL (default :4200)
+	export PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} && \
+	$(BIN)/prefect work-pool create cryptolytics --type process --overwrite && \
+	$(BIN)/prefect --no-prompt deploy --all
+
+worker: install  ## a process worker for the `cryptolytics` pool (runs the deployed flows)
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} \
+		$(BIN)/prefect worker start --pool cryptolytics
 
 blocks: install  ## create/update the Prefect blocks and alert automations (server of `make up`)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m blocks.register
