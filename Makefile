@@ -8,13 +8,16 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1s
 # Scanners with dependencies of their own stay out of the app's venv.
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-$(shell sha1sum requirements-tools.lock | cut -c1-12)
+# The BigQuery emulator needs duckdb 1.5 (the app uses 2.x): a venv of its own.
+EMULATORS := .venv-emulators
+EMULATORS_STAMP := $(EMULATORS)/.installed-$(shell sha1sum requirements-emulators.lock | cut -c1-12)
 
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DO_NOT_TRACK := 1
 
-.PHONY: help install up tick app deploy worker blocks test bench soak audit terraform-check lint format clean
+.PHONY: help install emulators up tick app deploy worker blocks test bench soak audit terraform-check lint format clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -54,7 +57,7 @@ worker: install  ## a process worker for the `cryptolytics` pool (runs the deplo
 blocks: install  ## create/update the Prefect blocks and alert automations (server of `make up`)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m blocks.register
 
-test: install  ## the whole test suite
+test: install emulators  ## the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install  ## benchmarks (about 15 min): prints a table, writes bench/results/suite.json
@@ -67,6 +70,16 @@ audit:  ## known vulnerabilities in requirements.lock (pip-audit: needs PyPI's J
 	test -x .venv-audit/bin/pip-audit || \
 		($(PYTHON) -m venv .venv-audit && .venv-audit/bin/pip install --quiet pip-audit)
 	.venv-audit/bin/pip-audit --requirement requirements.lock --no-deps --disable-pip --strict
+
+$(EMULATORS_STAMP): requirements-emulators.lock
+	test -d $(EMULATORS) || $(PYTHON) -m venv $(EMULATORS)
+	$(EMULATORS)/bin/pip install --quiet --disable-pip-version-check -r requirements-emulators.lock
+	# DuckDB would download its spatial extension at start: install the one from PyPI
+	$(EMULATORS)/bin/python -c "import duckdb, duckdb_extension_spatial as e, pathlib; \
+		duckdb.sql(f\"install '{pathlib.Path(e.__file__).parent}/extensions/v1.5.5/spatial.duckdb_extension'\")"
+	rm -f $(EMULATORS)/.installed-* && touch $@
+
+emulators: $(EMULATORS_STAMP)  ## the BigQuery emulator for the cloud tests (.venv-emulators)
 
 terraform-check: $(TOOLS_STAMP)  ## terraform fmt -check and a checkov scan (validate needs providers)
 	@if command -v terraform >/dev/null; then terraform fmt -check -recursive terraform; \

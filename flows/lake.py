@@ -19,7 +19,7 @@ import posixpath
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 import fsspec
@@ -29,6 +29,9 @@ SOURCES = ("coincap", "replay")
 SNAPSHOT_GLOB = "raw/*/assets/date=*/*.json.gz"
 HISTORY_GLOB = "raw/*/history/interval=*/coin=*/*.json.gz"
 INTERVALS = ("m5", "h1", "d1")
+# File systems whose rename is atomic: write beside the target, then rename. Object stores
+# (gs://) have no rename (fsspec copies), but a single upload is atomic there already.
+ATOMIC_RENAME_PROTOCOLS = {"file", "local"}
 
 
 @dataclass(frozen=True)
@@ -108,13 +111,16 @@ def _gzip(raw: bytes) -> bytes:
 
 
 class Lake:
-    """A lake rooted at an fsspec URL (a local path, `file://`, `gs://`, `memory://`)."""
+    """A lake rooted at an fsspec URL (a local path, `file://`, `gs://`, `memory://`).
+    `storage_options` go to the file system (gcsfs: credentials, project, endpoint)."""
 
-    def __init__(self, url: str) -> None:
-        fs, root = fsspec.core.url_to_fs(url)
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        fs, root = fsspec.core.url_to_fs(url, **storage_options)
         self.fs: AbstractFileSystem = fs
         self.root = root.rstrip("/")
         self.url = url
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        self._rename_is_atomic = bool(protocols & ATOMIC_RENAME_PROTOCOLS)
 
     def _full(self, relative: str) -> str:
         return f"{self.root}/{relative}"
@@ -170,9 +176,11 @@ class Lake:
         return f"{stem}.json.gz"
 
     def _write_atomically(self, full: str, payload: bytes) -> None:
-        """Write beside the target then rename, so readers never see half a file.
-
-        On object stores a single upload is already atomic and the rename is a copy."""
+        """Readers never see half a file: on a file system, write beside the target and
+        rename; on an object store, one upload (atomic there; a rename would be a copy)."""
+        if not self._rename_is_atomic:
+            self.fs.pipe_file(full, payload)
+            return
         directory, name = posixpath.split(full)
         self.fs.makedirs(directory, exist_ok=True)
         temporary = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
@@ -182,6 +190,14 @@ class Lake:
         finally:
             if self.fs.exists(temporary):
                 self.fs.rm(temporary)
+
+    def stage(self, lake_path: str, suffix: str, payload: bytes) -> str:
+        """Write a derived copy of a lake file for a warehouse to load (BigQuery load jobs
+        read newline-delimited rows from gs://, not API bodies) under `staged/`, which no
+        loader lists; returns its URL. Rewriting it is harmless: same file, same rows."""
+        relative = "staged/" + lake_path.removesuffix(".json.gz") + suffix
+        self._write_atomically(self._full(relative), payload)
+        return f"{self.url.rstrip('/')}/{relative}"
 
     def read(self, relative: str) -> bytes:
         """The raw body of a lake file, decompressed."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows.lake import Lake, snapshot_path
-from tests.conftest import RECORDED_TIMESTAMP
+from tests.conftest import RECORDED_TIMESTAMP, Emulator
 
 
 def test_snapshot_lands_at_its_api_timestamp_partitioned_by_date(
@@ -84,3 +84,30 @@ def test_same_code_works_on_another_fsspec_filesystem(recorded_assets: bytes) ->
 def test_paths_are_built_from_validated_values_only(source: str, timestamp: object) -> None:
     with pytest.raises(ValueError, match=r"unknown source|timestamp must be"):
         snapshot_path(source, timestamp)  # type: ignore[arg-type]
+
+
+def test_the_lake_on_gcs_writes_once_lists_and_quarantines(
+    gcs_emulator: Emulator, recorded_assets: bytes
+) -> None:
+    """The same lake code on gs://, through gcsfs, against a GCS emulator on 127.0.0.1."""
+    import gcsfs
+
+    gcs = gcsfs.GCSFileSystem(endpoint_url=gcs_emulator.url, token="anon", project="test")
+    gcs.mkdir("cryptolytics-lake-test")
+    lake = Lake("gs://cryptolytics-lake-test/lake", endpoint_url=gcs_emulator.url, token="anon")
+
+    written = lake.write_snapshot("coincap", RECORDED_TIMESTAMP, recorded_assets)
+    again = lake.write_snapshot("coincap", RECORDED_TIMESTAMP, b"something else")
+    later = lake.write_snapshot("coincap", RECORDED_TIMESTAMP + 300_000, recorded_assets)
+    where = lake.quarantine("coincap", b"<html>oops</html>", "body is not JSON")
+
+    assert written.created and not again.created and later.created
+    assert lake.list_snapshots() == [written.path, later.path]
+    assert lake.read(written.path) == recorded_assets  # the first body, not the second
+    assert lake.latest_timestamp("coincap") == RECORDED_TIMESTAMP + 300_000
+    gcs.invalidate_cache()
+    objects = sorted(gcs.find("cryptolytics-lake-test"))
+    assert objects == sorted(
+        f"cryptolytics-lake-test/lake/{path}"
+        for path in (written.path, later.path, where, where.replace(".json.gz", ".reason.json"))
+    )  # nothing else: no temporary objects left behind
