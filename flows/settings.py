@@ -93,6 +93,21 @@ class Settings(BaseSettings):
         "row on the 5-minute schedule.",
     )
 
+    # The cloud target (GCS + BigQuery); terraform/outputs.tf prints the values to use.
+    gcp_project: str | None = Field(None, description="Project of the lake and the datasets.")
+    gcp_credentials_file: Path | None = Field(
+        None,
+        description="Service-account key file that `python -m blocks.register` stores in the "
+        "GcpCredentials block (never in the repo); none: application default credentials.",
+    )
+    gcs_endpoint_url: str | None = Field(None, description="GCS API endpoint (an emulator).")
+    bigquery_location: str = Field(
+        "europe-west6", description="Location of the datasets; every BigQuery job runs there."
+    )
+    bigquery_staging_dataset: str = Field("stg_coins_dataset")
+    bigquery_prod_dataset: str = Field("prod_coins_dataset")
+    bigquery_api_endpoint: str | None = Field(None, description="BigQuery endpoint (an emulator).")
+
     @field_validator("alert_webhook_url", mode="before")
     @classmethod
     def _blank_url_is_no_url(cls, value: object) -> object:

@@ -1,0 +1,297 @@
+"""The cloud warehouse: BigQuery, behind the same `Warehouse` calls as DuckDB.
+
+Exactly once without transactions across jobs: each lake file is staged as newline-delimited
+JSON next to the lake (`staged/`) and loaded with one load job (atomic: all rows or none),
+under a job id derived from the lake path, so BigQuery itself refuses a second load of the
+same file (409). The manifest (`lake_files`) is then merged in. A crash between the two is
+repaired by the next run: before loading a file missing from the manifest it counts the
+file's rows already in the table (one partition, cheap) and only records them if present.
+Every job runs in the configured location.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
+
+from google.api_core.exceptions import Conflict, NotFound
+from google.cloud import bigquery
+
+from flows.lake import HistoryKey, Lake
+from flows.snapshot import ASSET_COLUMNS, HistoryWindow, Snapshot
+from flows.warehouse import MOVERS_SQL, DbtNodeResult, HistoryReport
+
+S, F, INT, T = "STRING", "FLOAT64", "INT64", "TIMESTAMP"
+REQUIRED, NULLABLE = "REQUIRED", "NULLABLE"
+
+
+def _fields(*columns: tuple[str, str, str]) -> list[bigquery.SchemaField]:
+    return [bigquery.SchemaField(name, kind, mode=mode) for name, kind, mode in columns]
+
+
+ASSETS_SCHEMA = _fields(
+    ("snapshot_at", T, REQUIRED), ("id", S, REQUIRED), ("rank", INT, REQUIRED),
+    ("symbol", S, NULLABLE), ("name", S, NULLABLE), ("supply", F, NULLABLE),
+    ("max_supply", F, NULLABLE), ("market_cap_usd", F, NULLABLE),
+    ("volume_usd_24hr", F, NULLABLE), ("price_usd", F, REQUIRED),
+    ("change_percent_24hr", F, NULLABLE), ("vwap_24hr", F, NULLABLE),
+    ("explorer", S, NULLABLE), ("source", S, REQUIRED), ("lake_path", S, REQUIRED),
+    ("loaded_at", T, REQUIRED),
+)  # fmt: skip
+HISTORY_SCHEMA = _fields(
+    ("coin_id", S, REQUIRED), ("interval", S, REQUIRED), ("point_at", T, REQUIRED),
+    ("price_usd", F, REQUIRED), ("circulating_supply", F, NULLABLE), ("source", S, REQUIRED),
+    ("lake_path", S, REQUIRED), ("loaded_at", T, REQUIRED),
+)  # fmt: skip
+MANIFEST_SCHEMA = _fields(
+    ("lake_path", S, REQUIRED), ("source", S, REQUIRED), ("snapshot_at", T, REQUIRED),
+    ("row_count", INT, REQUIRED), ("loaded_at", T, REQUIRED),
+)  # fmt: skip
+DBT_RESULTS_SCHEMA = _fields(
+    ("run_at", T, NULLABLE), ("node", S, NULLABLE), ("resource_type", S, NULLABLE),
+    ("status", S, NULLABLE), ("seconds", F, NULLABLE), ("message", S, NULLABLE),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """A raw table and how it is laid out: partitioned by day of `time_column` (each tick's
+    queries then scan only recent partitions) and clustered by coin."""
+
+    name: str
+    schema: list[bigquery.SchemaField]
+    time_column: str
+    partition: str  # DAY or MONTH
+    cluster_by: tuple[str, ...]
+
+
+ASSETS = RawTable("coincap_assets", ASSETS_SCHEMA, "snapshot_at", "DAY", ("id",))
+# history windows reach back years: monthly partitions stay far below BigQuery's 10,000
+HISTORY = RawTable("coincap_history", HISTORY_SCHEMA, "point_at", "MONTH", ("coin_id",))
+MANIFEST = RawTable("lake_files", MANIFEST_SCHEMA, "snapshot_at", "MONTH", ("lake_path",))
+
+
+def table_definition(table_id: str, raw: RawTable) -> bigquery.Table:
+    table = bigquery.Table(table_id, schema=raw.schema)
+    table.time_partitioning = bigquery.TimePartitioning(type_=raw.partition, field=raw.time_column)
+    table.clustering_fields = list(raw.cluster_by)
+    return table
+
+
+def load_job_id(table: str, lake_path: str) -> str:
+    """The same file into the same table is always the same job: BigQuery refuses a repeat."""
+    return f"cryptolytics_load_{table}_{hashlib.sha256(lake_path.encode()).hexdigest()[:32]}"
+
+
+def _timestamp(value: datetime | int) -> str:
+    moment = value if isinstance(value, datetime) else datetime.fromtimestamp(value / 1000, UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _ndjson(rows: Iterable[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(row, allow_nan=False).encode() + b"\n" for row in rows)
+
+
+class BigQueryWarehouse:
+    """Raw tables and the manifest in the staging dataset; `ops_dbt_results` in prod."""
+
+    def __init__(
+        self,
+        client: bigquery.Client,
+        lake: Lake,
+        *,
+        raw_dataset: str,
+        prod_dataset: str,
+        location: str,
+    ) -> None:
+        self.client, self.lake, self.location = client, lake, location
+        self.raw = f"{client.project}.{raw_dataset}"
+        self.prod = f"{client.project}.{prod_dataset}"
+        for dataset in (self.raw, self.prod):
+            self._ensure_dataset(dataset)
+        for raw in (ASSETS, HISTORY, MANIFEST):
+            self._ensure_table(table_definition(f"{self.raw}.{raw.name}", raw))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _ensure_dataset(self, dataset_id: str) -> None:
+        """Terraform creates the datasets; create one only where it is missing (emulators)."""
+        try:
+            self.client.get_dataset(dataset_id)
+        except NotFound:
+            dataset = bigquery.Dataset(dataset_id)
+            dataset.location = self.location
+            self.client.create_dataset(dataset, exists_ok=True)
+
+    def _ensure_table(self, table: bigquery.Table) -> None:
+        try:
+            self.client.get_table(table.reference)
+        except NotFound:
+            self.client.create_table(table, exists_ok=True)
+
+    def _query(self, sql: str, **params: Any) -> list[bigquery.Row]:
+        config = bigquery.QueryJobConfig(
+            query_parameters=[_parameter(name, value) for name, value in params.items()]
+        )
+        return list(self.client.query(sql, job_config=config, location=self.location).result())
+
+    def loaded_paths(self) -> set[str]:
+        return {
+            row.lake_path for row in self._query(f"select lake_path from `{self.raw}.lake_files`")
+        }
+
+    def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int:
+        loaded_at = _timestamp(datetime.now(tz=UTC))
+        taken_at = _timestamp(snapshot.timestamp_ms)
+        rows = (
+            {
+                "snapshot_at": taken_at,
+                **{name: getattr(asset, name) for name in ASSET_COLUMNS},
+                "source": source,
+                "lake_path": lake_path,
+                "loaded_at": loaded_at,
+            }
+            for asset in snapshot.assets
+        )
+        start = datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC)
+        return self._load_file(
+            ASSETS, lake_path, source, snapshot.timestamp_ms, rows, loaded_at, (start, start)
+        )
+
+    def load_history(self, lake_path: str, key: HistoryKey, window: HistoryWindow) -> int:
+        loaded_at = _timestamp(datetime.now(tz=UTC))
+        rows = (
+            {
+                "coin_id": key.coin_id,
+                "interval": key.interval,
+                "point_at": _timestamp(point.time_ms),
+                "price_usd": point.price_usd,
+                "circulating_supply": point.circulating_supply,
+                "source": key.source,
+                "lake_path": lake_path,
+                "loaded_at": loaded_at,
+            }
+            for point in window.points
+        )
+        span = (
+            datetime.fromtimestamp(key.start_ms / 1000, UTC),
+            datetime.fromtimestamp(key.end_ms / 1000, UTC),
+        )
+        return self._load_file(HISTORY, lake_path, key.source, key.start_ms, rows, loaded_at, span)
+
+    def _load_file(
+        self,
+        raw: RawTable,
+        lake_path: str,
+        source: str,
+        file_time_ms: int,
+        rows: Iterable[dict[str, Any]],
+        loaded_at: str,
+        span: tuple[datetime, datetime],
+    ) -> int:
+        """Load the file's rows unless a previous run did, then record it in the manifest."""
+        table = f"{self.raw}.{raw.name}"
+        # rows of this file already there: loaded by a run that died before the manifest
+        (already,) = self._query(
+            f"select count(*) as n from `{table}` where lake_path = @lake_path "
+            f"and {raw.time_column} between @start and @end",
+            lake_path=lake_path,
+            start=span[0],
+            end=span[1] + timedelta(microseconds=1),
+        )
+        count = already.n
+        if count == 0:
+            batch = list(rows)
+            uri = self.lake.stage(lake_path, f".{raw.name}.ndjson", _ndjson(batch))
+            self._run_load_job(raw, table, uri, lake_path)
+            count = len(batch)
+        self._query(
+            f"""
+            merge `{self.raw}.lake_files` as manifest
+            using (select @lake_path as lake_path) as incoming
+            on manifest.lake_path = incoming.lake_path
+            when not matched then insert (lake_path, source, snapshot_at, row_count, loaded_at)
+            values (@lake_path, @source, @snapshot_at, @row_count, @loaded_at)
+            """,
+            lake_path=lake_path,
+            source=source,
+            snapshot_at=datetime.fromtimestamp(file_time_ms / 1000, UTC),
+            row_count=count,
+            loaded_at=datetime.strptime(loaded_at, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC),
+        )
+        return count
+
+    def _run_load_job(self, raw: RawTable, table: str, uri: str, lake_path: str) -> None:
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            schema=raw.schema,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+            ignore_unknown_values=False,
+        )
+        job_id = load_job_id(raw.name, lake_path)
+        try:
+            job = self.client.load_table_from_uri(
+                uri, table, job_config=config, job_id=job_id, location=self.location
+            )
+        except Conflict:  # this very load ran before (a retried task): use its outcome
+            job = self.client.get_job(job_id, location=self.location)
+        job.result()  # raises if the job failed: then nothing of the file was loaded
+
+    def history_report(self, movers: int = 5) -> HistoryReport:
+        (row,) = self._query(
+            f"select (select count(*) from `{self.prod}.facts_coins`) as facts_rows, "
+            f"count(*) as snapshots, max(snapshot_at) as latest "
+            f"from `{self.prod}.mart_market_overview`"
+        )
+
+        def movers_by(direction: str) -> list[dict[str, object]]:
+            sql = MOVERS_SQL.format(direction=direction).replace("$limit", "@limit")
+            sql = sql.replace("prod.mart_latest_ranking", f"`{self.prod}.mart_latest_ranking`")
+            return [dict(r.items()) for r in self._query(sql, limit=movers)]
+
+        return HistoryReport(
+            row.facts_rows, row.snapshots, row.latest, movers_by("desc"), movers_by("asc")
+        )
+
+    def record_dbt_results(self, results: list[DbtNodeResult]) -> None:
+        """Replace `ops_dbt_results` with the latest build's nodes (a load job, truncating)."""
+        run_at = _timestamp(datetime.now(tz=UTC))
+        rows = [
+            {"run_at": run_at, "node": r.node, "resource_type": r.resource_type,
+             "status": r.status, "seconds": r.seconds, "message": r.message}
+            for r in results
+        ]  # fmt: skip
+        config = bigquery.LoadJobConfig(
+            schema=DBT_RESULTS_SCHEMA,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        )
+        self.client.load_table_from_json(
+            rows, f"{self.prod}.ops_dbt_results", job_config=config, location=self.location
+        ).result()
+
+    def apply_retention(self, days: int) -> int:
+        raise ValueError(
+            "CRYPTOLYTICS_FACTS_RETENTION_DAYS is for the local target; on BigQuery, old "
+            "partitions are cheap to keep (long-term storage) or expire by table setting"
+        )
+
+    def forget_loads(self) -> None:
+        """Empty the raw tables and the manifest (before a reload of the whole lake)."""
+        for raw in (ASSETS, HISTORY, MANIFEST):
+            self._query(f"delete from `{self.raw}.{raw.name}` where true")
+
+
+def _parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter:
+    kinds = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", datetime: "TIMESTAMP"}
+    return bigquery.ScalarQueryParameter(name, kinds[type(value)], value)
