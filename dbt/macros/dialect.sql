@@ -63,8 +63,10 @@
     arg_min({{ value_expr }}, {{ order_expr }})
 {%- endmacro %}
 
+{#- min_by/max_by, like DuckDB's arg_min/arg_max: a null value at the first or last time
+    stays null (a history point has no rank) rather than falling back to an older one. -#}
 {% macro bigquery__first_by(value_expr, order_expr) -%}
-    array_agg({{ value_expr }} ignore nulls order by {{ order_expr }} limit 1)[safe_offset(0)]
+    min_by({{ value_expr }}, {{ order_expr }})
 {%- endmacro %}
 
 {% macro last_by(value_expr, order_expr) -%}
@@ -76,7 +78,7 @@
 {%- endmacro %}
 
 {% macro bigquery__last_by(value_expr, order_expr) -%}
-    array_agg({{ value_expr }} ignore nulls order by {{ order_expr }} desc limit 1)[safe_offset(0)]
+    max_by({{ value_expr }}, {{ order_expr }})
 {%- endmacro %}
 
 {#- The values of a group as an array, in order (sparklines). -#}
@@ -90,4 +92,46 @@
 
 {% macro bigquery__ordered_array(value_expr, order_expr) -%}
     array_agg({{ value_expr }} ignore nulls order by {{ order_expr }})
+{%- endmacro %}
+
+{#- Table layout, BigQuery only (DuckDB has neither; zone maps do the job there): partitions
+    by day of a timestamp, clustering by coin. -#}
+{% macro partition_by_day(column) -%}
+    {{ return(adapter.dispatch('partition_by_day', 'cryptolytics')(column)) }}
+{%- endmacro %}
+
+{% macro default__partition_by_day(column) -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+{% macro bigquery__partition_by_day(column) -%}
+    {{ return({'field': column, 'data_type': 'timestamp', 'granularity': 'day'}) }}
+{%- endmacro %}
+
+{% macro clustering(columns) -%}
+    {{ return(adapter.dispatch('clustering', 'cryptolytics')(columns)) }}
+{%- endmacro %}
+
+{% macro default__clustering(columns) -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+{% macro bigquery__clustering(columns) -%}
+    {{ return(columns) }}
+{%- endmacro %}
+
+{#- The merge of an append-only history model compares new rows only with the target's
+    recent partitions, so a tick does not scan years of history. Safe because rows reach
+    the model exactly once (the loader's manifest, then `loaded_since_last_run`): an older
+    row, from a late or backfilled file, cannot be in the target yet and is inserted. -#}
+{% macro recent_partitions_only(column, days=2) -%}
+    {{ return(adapter.dispatch('recent_partitions_only', 'cryptolytics')(column, days)) }}
+{%- endmacro %}
+
+{% macro default__recent_partitions_only(column, days) -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+{% macro bigquery__recent_partitions_only(column, days) -%}
+    {{ return(["DBT_INTERNAL_DEST." ~ column ~ " >= timestamp_sub(current_timestamp(), interval " ~ days ~ " day)"]) }}
 {%- endmacro %}

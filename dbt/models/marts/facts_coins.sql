@@ -4,6 +4,9 @@
         incremental_strategy=history_incremental_strategy(),
         unique_key=['coin_id', 'snapshot_at'],
         on_schema_change='append_new_columns',
+        partition_by=partition_by_day('snapshot_at'),
+        cluster_by=clustering(['coin_id']),
+        incremental_predicates=recent_partitions_only('snapshot_at'),
     )
 }}
 

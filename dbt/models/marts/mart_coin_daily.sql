@@ -30,7 +30,7 @@ new_daily_history as (
 touched_days as (
 
     select coin_id, {{ truncate_timestamp('bucket_at', 'day') }} as bucket_at from new_hours
-    union
+    union distinct
     select coin_id, {{ truncate_timestamp('point_at', 'day') }} as bucket_at from new_daily_history
 
 ),

@@ -31,7 +31,7 @@ new_history as (
 touched_buckets as (
 
     select coin_id, {{ truncate_timestamp('snapshot_at', 'hour') }} as bucket_at from new_facts
-    union
+    union distinct
     select coin_id, {{ truncate_timestamp('point_at', 'hour') }} as bucket_at from new_history
 
 ),
