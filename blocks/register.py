@@ -1,4 +1,5 @@
-"""Create or update the Prefect blocks and automations Cryptolytics uses; safe to rerun.
+"""Create or update the Prefect blocks and automations Cryptolytics uses; safe to rerun:
+the cloud target's blocks (blocks/gcp.py) and the alerts (blocks/alerts.py).
 
     python -m blocks.register
 
@@ -9,11 +10,13 @@ Values come from the settings (the environment or `.env`); the Prefect server is
 from __future__ import annotations
 
 from blocks.alerts import register_alerts
+from blocks.gcp import register_gcp
 from flows.settings import get_settings
 
 
 def main() -> None:
-    for line in register_alerts(get_settings()):
+    settings = get_settings()
+    for line in [*register_gcp(settings), *register_alerts(settings)]:
         print(line)
 
 

@@ -1,0 +1,113 @@
+"""`python -m blocks.register` for the cloud target, on a real Prefect server: the blocks
+exist under their names, a rerun updates them in place, and no key material is printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL
+from prefect_gcp import GcpCredentials, GcsBucket
+from prefect_gcp.bigquery import BigQueryWarehouse
+
+from blocks.gcp import COINCAP_API_KEY, GCP_CREDENTIALS, LAKE_BUCKET, WAREHOUSE, lake_location
+from flows.settings import PROJECT_ROOT
+
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
+
+
+def throwaway_private_key() -> str:
+    """A fresh RSA key in PEM (GcpCredentials parses the key when the block is built)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def register(env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "blocks.register"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **env, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def test_cloud_blocks_register_idempotently_without_printing_secrets(
+    settings: object, tmp_path: Path
+) -> None:
+    private_key = throwaway_private_key()
+    key_body = private_key.splitlines()[1]  # a line of the key itself
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "cryptolytics-test",
+                "private_key_id": "abc123",
+                "private_key": private_key,
+                "client_email": "pipeline@cryptolytics-test.iam.gserviceaccount.com",
+                "token_uri": "http://127.0.0.1:9/token",
+            }
+        )
+    )
+    env = {
+        "CRYPTOLYTICS_TARGET": "cloud",
+        "CRYPTOLYTICS_LAKE_URL": "gs://cryptolytics-test-lake/lake",
+        "CRYPTOLYTICS_GCP_PROJECT": "cryptolytics-test",
+        "CRYPTOLYTICS_GCP_CREDENTIALS_FILE": str(key_file),
+        "CRYPTOLYTICS_COINCAP_API_KEY": "sk-coincap-SECRET-99",
+        "CRYPTOLYTICS_ALERT_WEBHOOK_URL": "",
+    }
+    first = register(env)
+    block_types = {
+        GCP_CREDENTIALS: "gcp-credentials",
+        LAKE_BUCKET: "gcs-bucket",
+        WAREHOUSE: "bigquery-warehouse",
+        COINCAP_API_KEY: "secret",
+    }
+    with get_client(sync_client=True) as client:
+        ids = {
+            name: client.read_block_document_by_name(name, kind).id
+            for name, kind in block_types.items()
+        }
+    second = register(env)
+    with get_client(sync_client=True) as client:
+        assert len(client.read_block_documents()) == len(ids)  # updated, not doubled
+        for name, block_id in ids.items():
+            assert any(d.id == block_id for d in client.read_block_documents()), name
+
+    for output in (first, second):
+        assert f"block {LAKE_BUCKET}: saved (gs://cryptolytics-test-lake/lake)" in output
+        assert "service-account key" in output
+        assert key_body not in output and "SECRET-99" not in output
+
+    gcp = GcpCredentials.load(GCP_CREDENTIALS)
+    assert gcp.project == "cryptolytics-test"
+    assert key_body not in str(gcp) and key_body not in gcp.model_dump_json()  # masked
+    assert gcp.service_account_info.get_secret_value()["private_key"] == private_key
+    bucket = GcsBucket.load(LAKE_BUCKET)
+    assert (bucket.bucket, bucket.bucket_folder) == ("cryptolytics-test-lake", "lake/")
+    assert BigQueryWarehouse.load(WAREHOUSE).gcp_credentials.project == "cryptolytics-test"
+    assert Secret.load(COINCAP_API_KEY).get() == "sk-coincap-SECRET-99"
+
+
+def test_the_lake_url_must_name_a_bucket() -> None:
+    assert lake_location("gs://bucket/some/folder") == ("bucket", "some/folder")
+    with pytest.raises(ValueError, match="gs://<bucket>/<folder>"):
+        lake_location("./data/lake")
