@@ -265,19 +265,22 @@ class BigQueryWarehouse:
         )
 
     def record_dbt_results(self, results: list[DbtNodeResult]) -> None:
-        """Replace `ops_dbt_results` with the latest build's nodes (a load job, truncating)."""
+        """Replace `ops_dbt_results` with the latest build's nodes: a truncating load job
+        from a file staged beside the lake, like every load here."""
         run_at = _timestamp(datetime.now(tz=UTC))
         rows = [
             {"run_at": run_at, "node": r.node, "resource_type": r.resource_type,
              "status": r.status, "seconds": r.seconds, "message": r.message}
             for r in results
         ]  # fmt: skip
+        uri = self.lake.stage("ops/dbt_results", ".ndjson", _ndjson(rows))
         config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             schema=DBT_RESULTS_SCHEMA,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         )
-        self.client.load_table_from_json(
-            rows, f"{self.prod}.ops_dbt_results", job_config=config, location=self.location
+        self.client.load_table_from_uri(
+            uri, f"{self.prod}.ops_dbt_results", job_config=config, location=self.location
         ).result()
 
     def apply_retention(self, days: int) -> int:

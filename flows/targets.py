@@ -53,7 +53,71 @@ def _local(settings: Settings) -> Target:
     )
 
 
-_TARGETS: dict[str, Callable[[Settings], Target]] = {"local": _local}
+def _cloud(settings: Settings) -> Target:
+    """GCS lake, BigQuery warehouse, dbt-bigquery. Credentials come from the GcpCredentials
+    block `python -m blocks.register` saved; with emulator endpoints set (tests), anonymous
+    ones, so nothing can reach Google. BigQuery serves the app directly: nothing to publish."""
+    from google.api_core.client_options import ClientOptions
+    from google.cloud import bigquery
+
+    from flows.bigquery import BigQueryWarehouse
+
+    if settings.facts_retention_days:
+        raise ValueError(
+            "CRYPTOLYTICS_FACTS_RETENTION_DAYS is for the local target; on BigQuery old "
+            "partitions cost little (long-term storage) and expire by table setting"
+        )
+    emulated = settings.bigquery_api_endpoint is not None
+    if emulated:
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials: Any = AnonymousCredentials()
+        lake_options: dict[str, Any] = {"endpoint_url": settings.gcs_endpoint_url, "token": "anon"}
+    else:
+        from prefect_gcp import GcpCredentials
+
+        from blocks.gcp import GCP_CREDENTIALS
+
+        credentials = GcpCredentials.load(GCP_CREDENTIALS).get_credentials_from_service_account()
+        lake_options = {"token": credentials, "project": settings.gcp_project}
+    lake = Lake(settings.lake_url, **lake_options)
+
+    def open_warehouse() -> BigQueryWarehouse:
+        client = bigquery.Client(
+            project=settings.gcp_project,
+            credentials=credentials,
+            location=settings.bigquery_location,
+            client_options=ClientOptions(api_endpoint=settings.bigquery_api_endpoint)
+            if emulated
+            else None,
+        )
+        return BigQueryWarehouse(
+            client,
+            lake,
+            raw_dataset=settings.bigquery_staging_dataset,
+            prod_dataset=settings.bigquery_prod_dataset,
+            location=settings.bigquery_location,
+        )
+
+    keyfile = settings.gcp_credentials_file
+    return Target(
+        name="cloud",
+        lake=lake,
+        open_warehouse=open_warehouse,
+        dbt_target=settings.dbt_target or ("cloud_emulator" if emulated else "cloud"),
+        dbt_env={
+            "DBT_RAW_SCHEMA": settings.bigquery_staging_dataset,
+            "DBT_STAGING_SCHEMA": settings.bigquery_staging_dataset,
+            "DBT_PROD_SCHEMA": settings.bigquery_prod_dataset,
+            "DBT_BIGQUERY_PROJECT": settings.gcp_project or "",
+            "DBT_BIGQUERY_LOCATION": settings.bigquery_location,
+            "DBT_BIGQUERY_KEYFILE": str(keyfile.resolve()) if keyfile else "",
+            "DBT_BIGQUERY_API_ENDPOINT": settings.bigquery_api_endpoint or "",
+        },
+    )
+
+
+_TARGETS: dict[str, Callable[[Settings], Target]] = {"local": _local, "cloud": _cloud}
 
 
 def resolve_target(settings: Settings) -> Target:

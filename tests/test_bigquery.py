@@ -107,3 +107,36 @@ def test_load_job_ids_are_deterministic_per_file() -> None:
     path = "raw/coincap/assets/date=2025-03-16/1742150071411.json.gz"
     assert load_job_id("coincap_assets", path) == load_job_id("coincap_assets", path)
     assert load_job_id("coincap_assets", path) != load_job_id("coincap_assets", path + "x")
+
+
+@pytest.mark.parametrize("target", ["cloud_emulator", "local"])
+def test_facts_coins_is_partitioned_clustered_and_merged_recent_only_on_bigquery(
+    target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator drops partitioning, so check what dbt would send: the parsed config."""
+    from dbt.cli.main import dbtRunner
+
+    from flows.settings import PROJECT_ROOT
+
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    project = str(PROJECT_ROOT / "dbt")
+    result = dbtRunner().invoke(
+        ["parse", "--target", target, "--project-dir", project, "--profiles-dir", project,
+         "--target-path", str(PROJECT_ROOT / "dbt" / "target" / f"parse-{target}"), "--quiet"]
+    )  # fmt: skip
+    assert result.success, result.exception
+    config = result.result.nodes["model.cryptolytics.facts_coins"].config.to_dict()
+    layout = [config.get(key) for key in ("partition_by", "cluster_by", "incremental_predicates")]
+    if target == "local":
+        assert layout == [None, None, None]
+        assert config["incremental_strategy"] == "append"
+        return
+    assert config["incremental_strategy"] == "merge"
+    assert config["unique_key"] == ["coin_id", "snapshot_at"]
+    assert config["partition_by"] == {
+        "field": "snapshot_at", "data_type": "timestamp", "granularity": "day",
+    }  # fmt: skip
+    assert config["cluster_by"] == ["coin_id"]
+    assert config["incremental_predicates"] == [
+        "DBT_INTERNAL_DEST.snapshot_at >= timestamp_sub(current_timestamp(), interval 2 day)"
+    ]
