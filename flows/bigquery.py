@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
+import pandas as pd
+import sqlglot
 from google.api_core.exceptions import Conflict, NotFound
 from google.cloud import bigquery
+from sqlglot import exp
 
 from flows.lake import HistoryKey, Lake
+from flows.serving import SERVED_TABLES, NoDataYet
 from flows.snapshot import ASSET_COLUMNS, HistoryWindow, Snapshot
 from flows.warehouse import MOVERS_SQL, DbtNodeResult, HistoryReport
 
@@ -283,6 +287,27 @@ class BigQueryWarehouse:
             uri, f"{self.prod}.ops_dbt_results", job_config=config, location=self.location
         ).result()
 
+    def publish_for_app(self) -> None:
+        """What the local publish step adds for the health page: row counts of the raw
+        tables and models (`count(*)` is metadata-only on BigQuery) and when. The models
+        themselves need no copy: the app reads them where dbt built them."""
+        counted = [
+            (f"raw.{raw.name}", f"{self.raw}.{raw.name}") for raw in (ASSETS, HISTORY, MANIFEST)
+        ] + [
+            (table.name, f"{self.prod}.{table.name.split('.')[1]}")
+            for table in SERVED_TABLES
+            if table.name.startswith("prod.")
+        ]
+        counts = " union all ".join(
+            f"select '{name}' as model, count(*) as row_count from `{table}`"
+            for name, table in counted
+        )
+        self._query(f"create or replace table `{self.prod}.ops_model_rows` as {counts}")
+        self._query(
+            f"create or replace table `{self.prod}.ops_published` as "
+            "select current_timestamp() as published_at"
+        )
+
     def apply_retention(self, days: int) -> int:
         raise ValueError(
             "CRYPTOLYTICS_FACTS_RETENTION_DAYS is for the local target; on BigQuery, old "
@@ -296,5 +321,52 @@ class BigQueryWarehouse:
 
 
 def _parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter:
-    kinds = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", datetime: "TIMESTAMP"}
-    return bigquery.ScalarQueryParameter(name, kinds[type(value)], value)
+    """A typed query parameter (bool before int: a bool is an int in Python)."""
+    for kind, name_in_bigquery in (
+        (bool, "BOOL"), (int, "INT64"), (float, "FLOAT64"), (str, "STRING"),
+        (datetime, "TIMESTAMP"),
+    ):  # fmt: skip
+        if isinstance(value, kind):
+            return bigquery.ScalarQueryParameter(name, name_in_bigquery, value)
+    raise TypeError(f"query parameter {name!r}: no BigQuery type for {type(value).__name__}")
+
+
+class BigQueryReader:
+    """The app's reader on the cloud target, behind the same `query(sql, params)` as the
+    DuckDB serving copy. The app's SQL keeps to what DuckDB and BigQuery share; sqlglot
+    rewrites the rest once per statement: `prod.x` becomes the prod dataset's table,
+    `ops.x` its `ops_x`, `$name` a bound `@name`, DuckDB's function names BigQuery's."""
+
+    def __init__(self, client: bigquery.Client, prod_dataset: str, location: str) -> None:
+        self.client, self.location = client, location
+        self.prod = f"{client.project}.{prod_dataset}"
+        self._translated: dict[str, str] = {}
+
+    def translate(self, sql: str) -> str:
+        if sql not in self._translated:
+            project, dataset = self.prod.split(".")
+
+            def to_bigquery(node: exp.Expression) -> exp.Expression:
+                if isinstance(node, exp.Table) and node.db in ("prod", "ops"):
+                    name = node.name if node.db == "prod" else f"ops_{node.name}"
+                    return exp.table_(name, db=dataset, catalog=project, alias=node.alias or None)
+                if isinstance(node, exp.Escape):  # backslash is BigQuery's LIKE escape already
+                    return node.this
+                return node
+
+            tree = sqlglot.parse_one(sql, read="duckdb").transform(to_bigquery)
+            self._translated[sql] = tree.sql(dialect="bigquery")
+        return self._translated[sql]
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        config = bigquery.QueryJobConfig(
+            query_parameters=[_parameter(k, v) for k, v in (params or {}).items()]
+        )
+        try:
+            job = self.client.query(self.translate(sql), job_config=config, location=self.location)
+            return job.to_dataframe(create_bqstorage_client=False)
+        except NotFound as exc:
+            raise NoDataYet(f"nothing built yet in {self.prod}: run the pipeline once") from exc
+
+    def close(self) -> None:
+        self.client.close()

@@ -56,11 +56,12 @@ def _local(settings: Settings) -> Target:
 def _cloud(settings: Settings) -> Target:
     """GCS lake, BigQuery warehouse, dbt-bigquery. Credentials come from the GcpCredentials
     block `python -m blocks.register` saved; with emulator endpoints set (tests), anonymous
-    ones, so nothing can reach Google. BigQuery serves the app directly: nothing to publish."""
+    ones, so nothing can reach Google. The app reads the models where dbt built them;
+    "publishing" records row counts and the time for its health page."""
     from google.api_core.client_options import ClientOptions
     from google.cloud import bigquery
 
-    from flows.bigquery import BigQueryWarehouse
+    from flows.bigquery import BigQueryReader, BigQueryWarehouse
 
     if settings.facts_retention_days:
         raise ValueError(
@@ -82,8 +83,8 @@ def _cloud(settings: Settings) -> Target:
         lake_options = {"token": credentials, "project": settings.gcp_project}
     lake = Lake(settings.lake_url, **lake_options)
 
-    def open_warehouse() -> BigQueryWarehouse:
-        client = bigquery.Client(
+    def client() -> bigquery.Client:
+        return bigquery.Client(
             project=settings.gcp_project,
             credentials=credentials,
             location=settings.bigquery_location,
@@ -91,8 +92,10 @@ def _cloud(settings: Settings) -> Target:
             if emulated
             else None,
         )
+
+    def open_warehouse() -> BigQueryWarehouse:
         return BigQueryWarehouse(
-            client,
+            client(),
             lake,
             raw_dataset=settings.bigquery_staging_dataset,
             prod_dataset=settings.bigquery_prod_dataset,
@@ -114,7 +117,16 @@ def _cloud(settings: Settings) -> Target:
             "DBT_BIGQUERY_KEYFILE": str(keyfile.resolve()) if keyfile else "",
             "DBT_BIGQUERY_API_ENDPOINT": settings.bigquery_api_endpoint or "",
         },
+        publish=lambda full: _publish_cloud(open_warehouse),
+        open_reader=lambda: BigQueryReader(
+            client(), settings.bigquery_prod_dataset, settings.bigquery_location
+        ),
     )
+
+
+def _publish_cloud(open_warehouse: Callable[[], Any]) -> None:
+    with open_warehouse() as warehouse:
+        warehouse.publish_for_app()
 
 
 _TARGETS: dict[str, Callable[[Settings], Target]] = {"local": _local, "cloud": _cloud}

@@ -120,9 +120,9 @@ def data_source() -> dict[str, Any]:
         """
         select
             arg_max(source, snapshot_at) as latest_source,
-            min(snapshot_at) filter (where source = 'replay') as replay_from,
-            max(snapshot_at) filter (where source = 'replay') as replay_to,
-            count(*) filter (where source = 'replay') as replay_snapshots
+            min(case when source = 'replay' then snapshot_at end) as replay_from,
+            max(case when source = 'replay' then snapshot_at end) as replay_to,
+            count(case when source = 'replay' then 1 end) as replay_snapshots
         from prod.mart_market_overview
         """
     ).iloc[0]
@@ -342,25 +342,24 @@ def pipeline_health() -> dict[str, Any]:
 
 def live_gaps() -> pd.DataFrame:
     """Stretches of the last 30 days with no live snapshot (an outage, a stopped schedule),
-    newest first: the last snapshot before and the first after, never interpolated."""
-    return _query(
+    newest first: the last snapshot before and the first after, never interpolated. The
+    differences are taken here, not in SQL, where DuckDB and BigQuery spell them apart."""
+    live = _query(
+        f"""
+        select snapshot_at
+        from prod.mart_market_overview
+        where source = 'coincap'
+          and snapshot_at > (select max(snapshot_at) from prod.mart_market_overview)
+              - interval {GAP_LOOKBACK_DAYS} day
+        order by snapshot_at
         """
-        with live as (
-            select snapshot_at, lag(snapshot_at) over (order by snapshot_at) as previous_at
-            from prod.mart_market_overview
-            where source = 'coincap'
-              and snapshot_at > (select max(snapshot_at) from prod.mart_market_overview)
-                  - to_days(cast($lookback_days as integer))
-        )
-        select previous_at as last_before, snapshot_at as first_after,
-               round(epoch(snapshot_at - previous_at) / 60) as minutes_missing
-        from live
-        where snapshot_at - previous_at > to_minutes(cast($gap_minutes as integer))
-        order by first_after desc
-        """,
-        lookback_days=GAP_LOOKBACK_DAYS,
-        gap_minutes=GAP_MINUTES,
-    )
+    )["snapshot_at"]
+    gaps = pd.DataFrame({"last_before": live.shift(), "first_after": live})
+    gaps["minutes_missing"] = (
+        (gaps["first_after"] - gaps["last_before"]).dt.total_seconds() / 60
+    ).round()
+    gaps = gaps[gaps["minutes_missing"] > GAP_MINUTES]
+    return gaps.sort_values("first_after", ascending=False).reset_index(drop=True)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import gcsfs
 import pytest
+import sqlglot
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
@@ -140,3 +141,45 @@ def test_facts_coins_is_partitioned_clustered_and_merged_recent_only_on_bigquery
     assert config["incremental_predicates"] == [
         "DBT_INTERNAL_DEST.snapshot_at >= timestamp_sub(current_timestamp(), interval 2 day)"
     ]
+
+
+def test_every_app_query_translates_to_bigquery_sql(
+    settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bqemulator runs DuckDB underneath and accepts some DuckDB-only SQL that BigQuery
+    rejects, so the app's statements (captured from every page on a local warehouse) are
+    checked here for what BigQuery lacks."""
+    import streamlit as st
+
+    from bench.app_queries import page_queries
+    from flows.bigquery import BigQueryReader
+    from flows.serving import ServingReader
+    from flows.settings import Settings
+    from tests.helpers import replay_bodies, tick
+
+    tick(Settings(), [("replay", ts, body) for ts, body in replay_bodies(2, limit=50)])
+    seen: list[str] = []
+    query = ServingReader.query
+
+    def recording(self: ServingReader, sql: str, params: dict | None = None) -> object:
+        seen.append(sql)
+        return query(self, sql, params)
+
+    monkeypatch.setattr(ServingReader, "query", recording)
+    st.cache_data.clear()
+    try:
+        for run in page_queries().values():
+            run()
+    finally:
+        st.cache_data.clear()
+    assert len(set(seen)) >= 15
+
+    reader = BigQueryReader.__new__(BigQueryReader)  # translation needs no client
+    reader.prod, reader._translated = "cryptolytics-test.prod_coins_dataset", {}
+    duckdb_only = ("FILTER(", " ESCAPE ", "TO_DAYS", "TO_MINUTES", "EPOCH(", "ARG_MAX", "::")
+    for sql in set(seen):
+        translated = reader.translate(sql)
+        assert not [word for word in duckdb_only if word in translated.upper()], translated
+        tables = [t.sql("bigquery") for t in sqlglot.parse_one(translated, read="bigquery")
+                  .find_all(sqlglot.exp.Table) if t.db]  # fmt: skip
+        assert all(t.startswith("`cryptolytics-test`.prod_coins_dataset.") for t in tables), tables
