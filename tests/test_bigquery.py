@@ -18,7 +18,7 @@ from google.cloud import bigquery
 from flows.bigquery import ASSETS, HISTORY, BigQueryWarehouse, load_job_id, table_definition
 from flows.lake import Lake
 from flows.warehouse import load_pending
-from tests.conftest import RECORDED_TIMESTAMP, Emulator, body_variant
+from tests.conftest import FIXTURES, RECORDED_TIMESTAMP, Emulator, body_variant
 
 LOCATION = "europe-west6"
 
@@ -183,3 +183,23 @@ def test_every_app_query_translates_to_bigquery_sql(
         tables = [t.sql("bigquery") for t in sqlglot.parse_one(translated, read="bigquery")
                   .find_all(sqlglot.exp.Table) if t.db]  # fmt: skip
         assert all(t.startswith("`cryptolytics-test`.prod_coins_dataset.") for t in tables), tables
+
+
+def test_history_windows_load_once_across_their_partitions(
+    warehouse: BigQueryWarehouse, lake: Lake
+) -> None:
+    """A real recorded month of hourly bitcoin history (720 points over two monthly
+    partitions), loaded twice: once."""
+    from flows.lake import HistoryKey
+
+    raw = (FIXTURES / "coincap" / "v2_bitcoin_history_h1_2023-03-03.json").read_bytes()
+    key = HistoryKey("coincap", "h1", "bitcoin", 1675263600000, 1677852000001)
+    lake.write_history(key, raw)
+    first = load_pending(lake, warehouse)
+    again = load_pending(lake, warehouse)
+    assert (first.files_loaded, first.rows_loaded, again.files_loaded) == (1, 720, 0)
+    (row,) = warehouse._query(
+        f"select count(*) as n, count(distinct point_at) as d, min(interval) as i "
+        f"from `{warehouse.raw}.coincap_history`"
+    )
+    assert (row.n, row.d, row.i) == (720, 720, "h1")
