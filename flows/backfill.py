@@ -32,7 +32,7 @@ from flows.load import load
 from flows.locking import exclusive_run
 from flows.settings import get_settings
 from flows.snapshot import InvalidSnapshot, parse_history, parse_snapshot
-from flows.targets import resolve_target
+from flows.targets import resolve_target, with_block_secrets
 from flows.transform import transform
 
 DAY_MS = 86_400_000
@@ -140,7 +140,7 @@ def backfill(
 ) -> BackfillResult:
     """Fetch history windows into the lake, then load and build as a pipeline tick does."""
     logger = get_run_logger()
-    settings = get_settings()
+    settings = with_block_secrets(get_settings())
     target = resolve_target(settings)
     lake: Lake = target.lake
     source = settings.effective_source

@@ -20,7 +20,7 @@ from flows.lake import Lake, LakeWrite
 from flows.replay.server import serve_replay
 from flows.settings import Settings, get_settings
 from flows.snapshot import InvalidSnapshot, check_live_time, parse_snapshot
-from flows.targets import resolve_target
+from flows.targets import resolve_target, with_block_secrets
 
 
 class SnapshotRejected(RuntimeError):
@@ -134,7 +134,7 @@ def extract_snapshot(settings: Settings, lake: Lake, asset_limit: int | None) ->
 @flow(name="extract", log_prints=False)
 def extract(asset_limit: int | None = None) -> ExtractResult:
     """Fetch one snapshot into the lake; a bad body goes to quarantine and fails the run."""
-    settings = get_settings()
+    settings = with_block_secrets(get_settings())
     return extract_snapshot(settings, resolve_target(settings).lake, asset_limit)
 
 

@@ -22,7 +22,7 @@ from flows.extract import ExtractResult, extract_snapshot
 from flows.load import load_lake
 from flows.locking import exclusive_run
 from flows.settings import get_settings
-from flows.targets import Target, resolve_target
+from flows.targets import Target, resolve_target, with_block_secrets
 from flows.transform import TransformResult, build_and_publish
 from flows.warehouse import HistoryReport, LoadResult
 
@@ -92,7 +92,7 @@ def pipeline(asset_limit: int | None = None, full_refresh: bool = False) -> Pipe
     `full_refresh` rebuilds every model from raw (what the seed system did on every run;
     after a model change, or to compare, as bench/ does)."""
     logger = get_run_logger()
-    settings = get_settings()
+    settings = with_block_secrets(get_settings())
     target = resolve_target(settings)
     seconds: dict[str, float] = {}
     with exclusive_run(

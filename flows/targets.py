@@ -132,6 +132,25 @@ def _publish_cloud(open_warehouse: Callable[[], Any]) -> None:
 _TARGETS: dict[str, Callable[[Settings], Target]] = {"local": _local, "cloud": _cloud}
 
 
+def with_block_secrets(settings: Settings) -> Settings:
+    """On the cloud target, a CoinCap key missing from the environment comes from the Secret
+    block `python -m blocks.register` saved, so workers need no key of their own."""
+    if settings.target != "cloud" or settings.coincap_api_key is not None:
+        return settings
+    from prefect.blocks.system import Secret
+    from pydantic import SecretStr
+
+    from blocks.gcp import COINCAP_API_KEY
+
+    try:
+        key = Secret.load(COINCAP_API_KEY).get()
+    except ValueError:  # no such block: replay, as without a key anywhere
+        return settings
+    if not key:
+        return settings
+    return settings.model_copy(update={"coincap_api_key": SecretStr(str(key))})
+
+
 def resolve_target(settings: Settings) -> Target:
     try:
         build = _TARGETS[settings.target]

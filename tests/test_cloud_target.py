@@ -6,6 +6,7 @@ definitions and the generated DDL instead.)"""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import gcsfs
@@ -13,11 +14,12 @@ import pytest
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+from pytest_httpserver import HTTPServer
 
 from flows.load import load
 from flows.pipeline import pipeline
 from flows.settings import Settings
-from tests.conftest import Emulator
+from tests.conftest import Emulator, body_variant
 from tests.test_pipeline_flow import replay_day_sizes
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
@@ -118,3 +120,37 @@ def test_the_pipeline_runs_on_gcs_and_bigquery(cloud: bigquery.Client) -> None:
             run()  # every page's queries run on BigQuery
     finally:
         st.cache_data.clear()
+
+
+def test_on_the_cloud_target_the_api_key_comes_from_its_secret_block(
+    cloud: bigquery.Client,
+    httpserver: HTTPServer,
+    recorded_assets: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker with no key in its environment: the flow loads the Secret block that
+    `make blocks` saved and takes a live snapshot with it."""
+    from prefect.blocks.system import Secret
+    from prefect.client.orchestration import get_client
+
+    from blocks.gcp import COINCAP_API_KEY
+
+    secret = "sk-from-the-block-7"
+    Secret(value=secret).save(COINCAP_API_KEY, overwrite=True)
+    monkeypatch.setenv("CRYPTOLYTICS_SOURCE", "coincap")
+    monkeypatch.setenv("CRYPTOLYTICS_COINCAP_BASE_URL", httpserver.url_for("/v3"))
+    body = body_variant(recorded_assets, timestamp_ms=int(time.time() * 1000))
+    httpserver.expect_ordered_request(
+        "/v3/assets", headers={"Authorization": f"Bearer {secret}"}
+    ).respond_with_data(body)
+    try:
+        assert Settings().coincap_api_key is None  # nothing in the environment
+        result = pipeline()
+    finally:
+        with get_client(sync_client=True) as client:  # other tests replay
+            block = client.read_block_document_by_name(COINCAP_API_KEY, "secret")
+            client.delete_block_document(block.id)
+    httpserver.check_assertions()
+    assert (result.extracted.source, result.loaded.rows_loaded) == ("coincap", 100)
+    prod = Settings().bigquery_prod_dataset
+    assert one(cloud, f"select count(*), min(source) from {prod}.facts_coins") == (100, "coincap")
