@@ -63,7 +63,7 @@ test: install emulators  ## the whole test suite
 bench: install  ## benchmarks (about 15 min): prints a table, writes bench/results/suite.json
 	$(BIN)/python -m bench.suite $(BENCH_ARGS)
 
-soak: install  ## 1,000 ticks against a faulty API, with kills and app readers (~45 min)
+soak: install  ## 1,000 ticks against a faulty API, with kills and app readers (~1.5 h)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 audit:  ## known vulnerabilities in requirements.lock (pip-audit: needs PyPI's JSON API)

@@ -1,6 +1,6 @@
 """Soak: many accelerated pipeline ticks against a faulty API while the app's queries run.
 
-    make soak                       # 1,000 ticks of 500 assets (about 45 minutes here)
+    make soak                       # 1,000 ticks of 500 assets (about 95 minutes here)
     make soak SOAK_ARGS="--ticks 200 --coins 2000"
 
 Everything is real and on 127.0.0.1: a Prefect server of its own, the real `pipeline` flow
@@ -362,7 +362,7 @@ def report(results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=1000)
-    # 500 keeps the soak under an hour on two cores; the faults are per request, so their
+    # 500 keeps the soak near 1.5 hours on two cores; the faults are per request, so their
     # rate does not depend on it (make bench measures ticks of 2,000)
     parser.add_argument("--coins", type=int, default=500)
     parser.add_argument("--error-rate", type=float, default=0.05)
