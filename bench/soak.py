@@ -43,7 +43,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from bench.app_queries import BENCH_DIR
-from bench.suite import prefect_server
+from bench.suite import prefect_server, workspace_env
 from flows.settings import PROJECT_ROOT
 
 HTTP_TIMEOUT_SECONDS = 1.0
@@ -241,12 +241,8 @@ def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     api = FaultyApi(random.Random(args.seed + 1), args.error_rate, args.timeout_rate, 0.005)
     with prefect_server(root) as api_url, api.serving() as base_url:
         env = {
-            "PREFECT_API_URL": api_url,
+            **workspace_env(root, api_url),  # the benchmarks' workspace, in live mode
             "PREFECT_HOME": str(root / "prefect"),
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-            "CRYPTOLYTICS_LAKE_URL": str(root / "lake"),
-            "CRYPTOLYTICS_DUCKDB_PATH": str(root / "warehouse.duckdb"),
-            "CRYPTOLYTICS_SERVING_DIR": str(root / "serving"),
             "CRYPTOLYTICS_SOURCE": "coincap",
             "CRYPTOLYTICS_COINCAP_API_KEY": "soak-key",
             "CRYPTOLYTICS_COINCAP_BASE_URL": base_url,
@@ -255,7 +251,6 @@ def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "CRYPTOLYTICS_HTTP_MAX_ATTEMPTS": "4",
             "CRYPTOLYTICS_HTTP_BACKOFF_SECONDS": "0.05",
             "CRYPTOLYTICS_APP_CACHE_TTL_SECONDS": "0",
-            "DO_NOT_TRACK": "1",
         }
         os.environ.update(env)  # the forkserver imports Prefect with these
         # its children re-import this module as __mp_main__: Python warns, harmlessly
@@ -272,7 +267,8 @@ def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         started = time.perf_counter()
         for n in range(args.ticks):
             counts["attempted"] += 1
-            if n > 0 and rng.random() < args.kill_rate:
+            # a kill is always followed by a normal tick (the one that recovers), so not last
+            if 0 < n < args.ticks - 1 and rng.random() < args.kill_rate:
                 stage, longest = rng.choice(KILL_POINTS)
                 victim = context.Process(
                     target=crash_tick.run_tick,

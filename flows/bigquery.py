@@ -11,6 +11,7 @@ Every job runs in the configured location.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -156,7 +157,7 @@ class BigQueryWarehouse:
         }
 
     def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int:
-        loaded_at = _timestamp(datetime.now(tz=UTC))
+        loaded_at = datetime.now(tz=UTC)
         taken_at = _timestamp(snapshot.timestamp_ms)
         rows = (
             {
@@ -164,7 +165,7 @@ class BigQueryWarehouse:
                 **{name: getattr(asset, name) for name in ASSET_COLUMNS},
                 "source": source,
                 "lake_path": lake_path,
-                "loaded_at": loaded_at,
+                "loaded_at": _timestamp(loaded_at),
             }
             for asset in snapshot.assets
         )
@@ -174,7 +175,7 @@ class BigQueryWarehouse:
         )
 
     def load_history(self, lake_path: str, key: HistoryKey, window: HistoryWindow) -> int:
-        loaded_at = _timestamp(datetime.now(tz=UTC))
+        loaded_at = datetime.now(tz=UTC)
         rows = (
             {
                 "coin_id": key.coin_id,
@@ -184,7 +185,7 @@ class BigQueryWarehouse:
                 "circulating_supply": point.circulating_supply,
                 "source": key.source,
                 "lake_path": lake_path,
-                "loaded_at": loaded_at,
+                "loaded_at": _timestamp(loaded_at),
             }
             for point in window.points
         )
@@ -201,7 +202,7 @@ class BigQueryWarehouse:
         source: str,
         file_time_ms: int,
         rows: Iterable[dict[str, Any]],
-        loaded_at: str,
+        loaded_at: datetime,
         span: tuple[datetime, datetime],
     ) -> int:
         """Load the file's rows unless a previous run did, then record it in the manifest."""
@@ -232,7 +233,7 @@ class BigQueryWarehouse:
             source=source,
             snapshot_at=datetime.fromtimestamp(file_time_ms / 1000, UTC),
             row_count=count,
-            loaded_at=datetime.strptime(loaded_at, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC),
+            loaded_at=loaded_at,
         )
         return count
 
@@ -260,8 +261,7 @@ class BigQueryWarehouse:
         )
 
         def movers_by(direction: str) -> list[dict[str, object]]:
-            sql = MOVERS_SQL.format(direction=direction).replace("$limit", "@limit")
-            sql = sql.replace("prod.mart_latest_ranking", f"`{self.prod}.mart_latest_ranking`")
+            sql = to_bigquery_sql(MOVERS_SQL.format(direction=direction), self.prod)
             return [dict(r.items()) for r in self._query(sql, limit=movers)]
 
         return HistoryReport(
@@ -331,6 +331,24 @@ def _parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter:
     raise TypeError(f"query parameter {name!r}: no BigQuery type for {type(value).__name__}")
 
 
+@functools.lru_cache(maxsize=256)
+def to_bigquery_sql(sql: str, prod_dataset_id: str) -> str:
+    """The app's DuckDB-dialect SQL for BigQuery: `prod.x` -> `<project>.<dataset>.x`,
+    `ops.x` -> `ops_x` there, `$name` -> `@name`, DuckDB function names -> BigQuery's.
+    Cached: the app runs the same few statements over and over."""
+    project, dataset = prod_dataset_id.split(".")
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Table) and node.db in ("prod", "ops"):
+            name = node.name if node.db == "prod" else f"ops_{node.name}"
+            return exp.table_(name, db=dataset, catalog=project, alias=node.alias or None)
+        if isinstance(node, exp.Escape):  # backslash is BigQuery's LIKE escape already
+            return node.this
+        return node
+
+    return sqlglot.parse_one(sql, read="duckdb").transform(rewrite).sql(dialect="bigquery")
+
+
 class BigQueryReader:
     """The app's reader on the cloud target, behind the same `query(sql, params)` as the
     DuckDB serving copy. The app's SQL keeps to what DuckDB and BigQuery share; sqlglot
@@ -340,30 +358,14 @@ class BigQueryReader:
     def __init__(self, client: bigquery.Client, prod_dataset: str, location: str) -> None:
         self.client, self.location = client, location
         self.prod = f"{client.project}.{prod_dataset}"
-        self._translated: dict[str, str] = {}
-
-    def translate(self, sql: str) -> str:
-        if sql not in self._translated:
-            project, dataset = self.prod.split(".")
-
-            def to_bigquery(node: exp.Expression) -> exp.Expression:
-                if isinstance(node, exp.Table) and node.db in ("prod", "ops"):
-                    name = node.name if node.db == "prod" else f"ops_{node.name}"
-                    return exp.table_(name, db=dataset, catalog=project, alias=node.alias or None)
-                if isinstance(node, exp.Escape):  # backslash is BigQuery's LIKE escape already
-                    return node.this
-                return node
-
-            tree = sqlglot.parse_one(sql, read="duckdb").transform(to_bigquery)
-            self._translated[sql] = tree.sql(dialect="bigquery")
-        return self._translated[sql]
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         config = bigquery.QueryJobConfig(
             query_parameters=[_parameter(k, v) for k, v in (params or {}).items()]
         )
         try:
-            job = self.client.query(self.translate(sql), job_config=config, location=self.location)
+            translated = to_bigquery_sql(sql, self.prod)
+            job = self.client.query(translated, job_config=config, location=self.location)
             return job.to_dataframe(create_bqstorage_client=False)
         except NotFound as exc:
             raise NoDataYet(f"nothing built yet in {self.prod}: run the pipeline once") from exc

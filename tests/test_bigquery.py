@@ -17,6 +17,7 @@ from google.cloud import bigquery
 
 from flows.bigquery import ASSETS, HISTORY, BigQueryWarehouse, load_job_id, table_definition
 from flows.lake import Lake
+from flows.settings import Settings
 from flows.warehouse import load_pending
 from tests.conftest import FIXTURES, RECORDED_TIMESTAMP, Emulator, body_variant
 
@@ -144,7 +145,7 @@ def test_facts_coins_is_partitioned_clustered_and_merged_recent_only_on_bigquery
 
 
 def test_every_app_query_translates_to_bigquery_sql(
-    settings: object, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """bqemulator runs DuckDB underneath and accepts some DuckDB-only SQL that BigQuery
     rejects, so the app's statements (captured from every page on a local warehouse) are
@@ -152,9 +153,8 @@ def test_every_app_query_translates_to_bigquery_sql(
     import streamlit as st
 
     from bench.app_queries import page_queries
-    from flows.bigquery import BigQueryReader
+    from flows.bigquery import to_bigquery_sql
     from flows.serving import ServingReader
-    from flows.settings import Settings
     from tests.helpers import replay_bodies, tick
 
     tick(Settings(), [("replay", ts, body) for ts, body in replay_bodies(2, limit=50)])
@@ -174,11 +174,9 @@ def test_every_app_query_translates_to_bigquery_sql(
         st.cache_data.clear()
     assert len(set(seen)) >= 15
 
-    reader = BigQueryReader.__new__(BigQueryReader)  # translation needs no client
-    reader.prod, reader._translated = "cryptolytics-test.prod_coins_dataset", {}
     duckdb_only = ("FILTER(", " ESCAPE ", "TO_DAYS", "TO_MINUTES", "EPOCH(", "ARG_MAX", "::")
     for sql in set(seen):
-        translated = reader.translate(sql)
+        translated = to_bigquery_sql(sql, "cryptolytics-test.prod_coins_dataset")
         assert not [word for word in duckdb_only if word in translated.upper()], translated
         tables = [t.sql("bigquery") for t in sqlglot.parse_one(translated, read="bigquery")
                   .find_all(sqlglot.exp.Table) if t.db]  # fmt: skip

@@ -17,7 +17,7 @@ from prefect_gcp import GcpCredentials, GcsBucket
 from prefect_gcp.bigquery import BigQueryWarehouse
 
 from blocks.gcp import COINCAP_API_KEY, GCP_CREDENTIALS, LAKE_BUCKET, WAREHOUSE, lake_location
-from flows.settings import PROJECT_ROOT
+from flows.settings import PROJECT_ROOT, Settings
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
 
@@ -49,7 +49,7 @@ def register(env: dict[str, str]) -> str:
 
 
 def test_cloud_blocks_register_idempotently_without_printing_secrets(
-    settings: object, tmp_path: Path
+    settings: Settings, tmp_path: Path
 ) -> None:
     private_key = throwaway_private_key()
     key_body = private_key.splitlines()[1]  # a line of the key itself
