@@ -1,4 +1,5 @@
-"""Alerts as Prefect automations: the pipeline went stale, or it keeps failing.
+"""Alerts as Prefect automations: the pipeline went stale, keeps failing, or a stage
+refused a file (a dead letter).
 
 Prefect's server watches the flow-run events itself (no extra process of ours), and each
 automation sends the message through one webhook block the user configures. The
@@ -15,11 +16,12 @@ from prefect.automations import Automation, EventTrigger, Posture, SendNotificat
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 
-from flows.settings import Settings
+from flows.settings import DEAD_LETTER_EVENT, Settings
 
 WEBHOOK_BLOCK = "cryptolytics-alerts"
 STALE = "cryptolytics: pipeline stale"
 FAILING = "cryptolytics: pipeline failing"
+DEAD_LETTER = "cryptolytics: dead letter"
 PIPELINE_FLOW = {"prefect.resource.role": "flow", "prefect.resource.name": "pipeline"}
 
 
@@ -91,6 +93,32 @@ def failing_automation(block_id: UUID, within: timedelta) -> Automation:
     )
 
 
+def dead_letter_automation(block_id: UUID) -> Automation:
+    """Fires on every run that moved a file to quarantine or left assets out: the run
+    completed (one bad input hurts only itself), but someone should look at it."""
+    return Automation(
+        name=DEAD_LETTER,
+        description="A pipeline stage refused a lake file or some rows: see the health page.",
+        trigger=EventTrigger(
+            posture=Posture.Reactive,
+            expect={DEAD_LETTER_EVENT},
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=block_id,
+                subject="Cryptolytics: a stage refused data (dead letter)",
+                body=(
+                    "{{ event.payload.summary }}. The run went on without it; the reasons "
+                    "are on the app's health page and beside each file in the lake's "
+                    "quarantine/ folder."
+                ),
+            )
+        ],
+    )
+
+
 def apply_automation(automation: Automation) -> tuple[UUID, str]:
     """Create it, or update the one of the same name in place: run it as often as you like."""
     with get_client(sync_client=True) as client:
@@ -114,6 +142,7 @@ def register_alerts(settings: Settings) -> list[str]:
     for automation in (
         stale_automation(block_id, settings.alert_stale_after),
         failing_automation(block_id, settings.alert_failures_within),
+        dead_letter_automation(block_id),
     ):
         _, action = apply_automation(automation)
         done.append(f"automation {automation.name!r}: {action}")

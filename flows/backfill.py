@@ -26,7 +26,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from flows.coincap import CoinCapClient
-from flows.extract import coincap_endpoint
+from flows.extract import check_source_fits_lake, coincap_client, coincap_endpoint
 from flows.lake import INTERVALS, HistoryKey, Lake, history_path
 from flows.load import load
 from flows.locking import exclusive_run
@@ -144,6 +144,7 @@ def backfill(
     target = resolve_target(settings)
     lake: Lake = target.lake
     source = settings.effective_source
+    check_source_fits_lake(settings, lake)
     if source == "replay":
         logger.warning("Backfilling from the REPLAY of 2021 data (no CoinCap API key is set).")
     default_start, default_end = (
@@ -155,13 +156,7 @@ def backfill(
 
     with (
         coincap_endpoint(settings, lake) as base_url,
-        CoinCapClient(
-            base_url,
-            settings.api_key if source == "coincap" else None,
-            timeout=settings.http_timeout_seconds,
-            max_attempts=settings.http_max_attempts,
-            backoff_seconds=settings.http_backoff_seconds,
-        ) as client,
+        coincap_client(settings, base_url) as client,
     ):
         coin_ids = coins or top_coins(client, top)
         keys = [
@@ -190,9 +185,12 @@ def backfill(
             limiter.acquire()
             raw = client.fetch_history(key.coin_id, key.interval, key.start_ms, key.end_ms)
             try:
-                window = parse_history(raw)
+                window = parse_history(raw, window=(key.start_ms, key.end_ms))
             except InvalidSnapshot as exc:
-                lake.quarantine(source, raw, exc.reason, context={"window": history_path(key)})
+                # a dead letter of the window: kept with why, not marked done, reported
+                lake.quarantine(
+                    source, raw, exc.reason, kind="history", context={"window": history_path(key)}
+                )
                 raise
             lake.write_history(key, raw)
             return len(window.points)

@@ -7,6 +7,12 @@ same file (409). The manifest (`lake_files`) is then merged in. A crash between 
 repaired by the next run: before loading a file missing from the manifest it counts the
 file's rows already in the table (one partition, cheap) and only records them if present.
 Every job runs in the configured location.
+
+Load sequence: each file's rows and manifest entry carry the next `load_seq` (the manifest's
+highest plus one; files load one at a time under the pipeline lock). A file repaired after a
+crash keeps the number its rows were loaded with; it can share that number with the next
+file loaded in the same catch-up, which is harmless: no build ran between them, so the next
+build takes both.
 """
 
 from __future__ import annotations
@@ -14,21 +20,29 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 import pandas as pd
 import sqlglot
-from google.api_core.exceptions import Conflict, NotFound
+from google.api_core.exceptions import BadRequest, Conflict, NotFound
 from google.cloud import bigquery
 from sqlglot import exp
 
-from flows.lake import HistoryKey, Lake
+from flows.lake import HistoryKey, Lake, StoredFile
 from flows.serving import SERVED_TABLES, NoDataYet
 from flows.snapshot import ASSET_COLUMNS, HistoryWindow, Snapshot
-from flows.warehouse import MOVERS_SQL, DbtNodeResult, HistoryReport
+from flows.warehouse import (
+    MOVERS_SQL,
+    BuildScope,
+    DbtNodeResult,
+    DeadLetter,
+    HistoryReport,
+    ManifestEntry,
+    WarehouseRefused,
+)
 
 S, F, INT, T = "STRING", "FLOAT64", "INT64", "TIMESTAMP"
 REQUIRED, NULLABLE = "REQUIRED", "NULLABLE"
@@ -45,16 +59,26 @@ ASSETS_SCHEMA = _fields(
     ("volume_usd_24hr", F, NULLABLE), ("price_usd", F, REQUIRED),
     ("change_percent_24hr", F, NULLABLE), ("vwap_24hr", F, NULLABLE),
     ("explorer", S, NULLABLE), ("source", S, REQUIRED), ("lake_path", S, REQUIRED),
-    ("loaded_at", T, REQUIRED),
+    ("loaded_at", T, REQUIRED), ("load_seq", INT, NULLABLE),
 )  # fmt: skip
 HISTORY_SCHEMA = _fields(
     ("coin_id", S, REQUIRED), ("interval", S, REQUIRED), ("point_at", T, REQUIRED),
     ("price_usd", F, REQUIRED), ("circulating_supply", F, NULLABLE), ("source", S, REQUIRED),
-    ("lake_path", S, REQUIRED), ("loaded_at", T, REQUIRED),
+    ("lake_path", S, REQUIRED), ("loaded_at", T, REQUIRED), ("load_seq", INT, NULLABLE),
 )  # fmt: skip
 MANIFEST_SCHEMA = _fields(
     ("lake_path", S, REQUIRED), ("source", S, REQUIRED), ("snapshot_at", T, REQUIRED),
-    ("row_count", INT, REQUIRED), ("loaded_at", T, REQUIRED),
+    ("row_count", INT, REQUIRED), ("loaded_at", T, REQUIRED), ("load_seq", INT, NULLABLE),
+    ("size_bytes", INT, NULLABLE), ("sha256", S, NULLABLE),
+)  # fmt: skip
+DEAD_LETTERS_SCHEMA = _fields(
+    ("dead_letter_id", S, REQUIRED), ("recorded_at", T, REQUIRED), ("stage", S, REQUIRED),
+    ("source", S, NULLABLE), ("item", S, REQUIRED), ("reason", S, REQUIRED),
+    ("kept_at", S, NULLABLE),
+)  # fmt: skip
+BUILDS_SCHEMA = _fields(
+    ("run_at", T, REQUIRED), ("covered_seq", INT, REQUIRED), ("success", "BOOL", REQUIRED),
+    ("failed", S, NULLABLE),
 )  # fmt: skip
 DBT_RESULTS_SCHEMA = _fields(
     ("run_at", T, NULLABLE), ("node", S, NULLABLE), ("resource_type", S, NULLABLE),
@@ -120,6 +144,8 @@ class BigQueryWarehouse:
             self._ensure_dataset(dataset)
         for raw in (ASSETS, HISTORY, MANIFEST):
             self._ensure_table(table_definition(f"{self.raw}.{raw.name}", raw))
+        self._ensure_table(bigquery.Table(f"{self.prod}.ops_dead_letters", DEAD_LETTERS_SCHEMA))
+        self._ensure_table(bigquery.Table(f"{self.prod}.ops_builds", BUILDS_SCHEMA))
 
     def __enter__(self) -> Self:
         return self
@@ -140,10 +166,17 @@ class BigQueryWarehouse:
             self.client.create_dataset(dataset, exists_ok=True)
 
     def _ensure_table(self, table: bigquery.Table) -> None:
+        """Create it, or add the nullable columns a newer release declares."""
         try:
-            self.client.get_table(table.reference)
+            existing = self.client.get_table(table.reference)
         except NotFound:
             self.client.create_table(table, exists_ok=True)
+            return
+        have = {field.name for field in existing.schema}
+        missing = [field for field in table.schema if field.name not in have]
+        if missing:
+            existing.schema = [*existing.schema, *missing]
+            self.client.update_table(existing, ["schema"])
 
     def _query(self, sql: str, **params: Any) -> list[bigquery.Row]:
         config = bigquery.QueryJobConfig(
@@ -156,84 +189,141 @@ class BigQueryWarehouse:
             row.lake_path for row in self._query(f"select lake_path from `{self.raw}.lake_files`")
         }
 
-    def load_snapshot(self, lake_path: str, source: str, snapshot: Snapshot) -> int:
+    def manifest(self) -> list[ManifestEntry]:
+        rows = self._query(
+            f"select lake_path, size_bytes, sha256 from `{self.raw}.lake_files` order by load_seq"
+        )
+        return [ManifestEntry(row.lake_path, row.size_bytes, row.sha256) for row in rows]
+
+    def data_sources(self) -> set[str]:
+        rows = self._query(f"select distinct source from `{self.raw}.lake_files`")
+        return {row.source for row in rows}
+
+    def record_dead_letters(self, letters: list[DeadLetter]) -> int:
+        """Add refusals not recorded yet (a merge per letter: there are few)."""
+        added = 0
+        for letter in letters:
+            job = self.client.query(
+                f"""
+                merge `{self.prod}.ops_dead_letters` as known
+                using (select @id as dead_letter_id) as incoming
+                on known.dead_letter_id = incoming.dead_letter_id
+                when not matched then insert
+                    (dead_letter_id, recorded_at, stage, source, item, reason, kept_at)
+                values (@id, current_timestamp(), @stage, @source, @item, @reason, @kept_at)
+                """,
+                job_config=bigquery.QueryJobConfig(
+                    query_parameters=[
+                        bigquery.ScalarQueryParameter("id", "STRING", letter.key),
+                        bigquery.ScalarQueryParameter("stage", "STRING", letter.stage),
+                        bigquery.ScalarQueryParameter("source", "STRING", letter.source),
+                        bigquery.ScalarQueryParameter("item", "STRING", letter.item),
+                        bigquery.ScalarQueryParameter("reason", "STRING", letter.reason),
+                        bigquery.ScalarQueryParameter("kept_at", "STRING", letter.kept_at),
+                    ]
+                ),
+                location=self.location,
+            )
+            job.result()
+            added += job.num_dml_affected_rows or 0
+        return added
+
+    def load_snapshot(self, stored: StoredFile, source: str, snapshot: Snapshot) -> int:
         loaded_at = datetime.now(tz=UTC)
         taken_at = _timestamp(snapshot.timestamp_ms)
-        rows = (
-            {
-                "snapshot_at": taken_at,
-                **{name: getattr(asset, name) for name in ASSET_COLUMNS},
-                "source": source,
-                "lake_path": lake_path,
-                "loaded_at": _timestamp(loaded_at),
-            }
-            for asset in snapshot.assets
-        )
+
+        def rows(seq: int) -> Iterable[dict[str, Any]]:
+            for asset in snapshot.assets:
+                yield {
+                    "snapshot_at": taken_at,
+                    **{name: getattr(asset, name) for name in ASSET_COLUMNS},
+                    "source": source,
+                    "lake_path": stored.path,
+                    "loaded_at": _timestamp(loaded_at),
+                    "load_seq": seq,
+                }
+
         start = datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC)
         return self._load_file(
-            ASSETS, lake_path, source, snapshot.timestamp_ms, rows, loaded_at, (start, start)
+            ASSETS, stored, source, snapshot.timestamp_ms, rows, loaded_at, (start, start)
         )
 
-    def load_history(self, lake_path: str, key: HistoryKey, window: HistoryWindow) -> int:
+    def load_history(self, stored: StoredFile, key: HistoryKey, window: HistoryWindow) -> int:
         loaded_at = datetime.now(tz=UTC)
-        rows = (
-            {
-                "coin_id": key.coin_id,
-                "interval": key.interval,
-                "point_at": _timestamp(point.time_ms),
-                "price_usd": point.price_usd,
-                "circulating_supply": point.circulating_supply,
-                "source": key.source,
-                "lake_path": lake_path,
-                "loaded_at": _timestamp(loaded_at),
-            }
-            for point in window.points
-        )
+
+        def rows(seq: int) -> Iterable[dict[str, Any]]:
+            for point in window.points:
+                yield {
+                    "coin_id": key.coin_id,
+                    "interval": key.interval,
+                    "point_at": _timestamp(point.time_ms),
+                    "price_usd": point.price_usd,
+                    "circulating_supply": point.circulating_supply,
+                    "source": key.source,
+                    "lake_path": stored.path,
+                    "loaded_at": _timestamp(loaded_at),
+                    "load_seq": seq,
+                }
+
         span = (
             datetime.fromtimestamp(key.start_ms / 1000, UTC),
             datetime.fromtimestamp(key.end_ms / 1000, UTC),
         )
-        return self._load_file(HISTORY, lake_path, key.source, key.start_ms, rows, loaded_at, span)
+        return self._load_file(HISTORY, stored, key.source, key.start_ms, rows, loaded_at, span)
 
     def _load_file(
         self,
         raw: RawTable,
-        lake_path: str,
+        stored: StoredFile,
         source: str,
         file_time_ms: int,
-        rows: Iterable[dict[str, Any]],
+        rows: Callable[[int], Iterable[dict[str, Any]]],
         loaded_at: datetime,
         span: tuple[datetime, datetime],
     ) -> int:
         """Load the file's rows unless a previous run did, then record it in the manifest."""
         table = f"{self.raw}.{raw.name}"
+        lake_path = stored.path
         # rows of this file already there: loaded by a run that died before the manifest
         (already,) = self._query(
-            f"select count(*) as n from `{table}` where lake_path = @lake_path "
-            f"and {raw.time_column} between @start and @end",
+            f"select count(*) as n, max(load_seq) as seq from `{table}` "
+            f"where lake_path = @lake_path and {raw.time_column} between @start and @end",
             lake_path=lake_path,
             start=span[0],
             end=span[1] + timedelta(microseconds=1),
         )
-        count = already.n
+        count, seq = already.n, already.seq
+        if seq is None:
+            (row,) = self._query(
+                f"select coalesce(max(load_seq), 0) + 1 as seq from `{self.raw}.lake_files`"
+            )
+            seq = row.seq
         if count == 0:
-            batch = list(rows)
-            uri = self.lake.stage(lake_path, f".{raw.name}.ndjson", _ndjson(batch))
+            try:
+                batch = _ndjson(rows(seq))
+            except ValueError as exc:  # a value JSON cannot carry
+                raise WarehouseRefused(f"the rows cannot be written as JSON: {exc}") from None
+            uri = self.lake.stage(lake_path, f".{raw.name}.ndjson", batch)
             self._run_load_job(raw, table, uri, lake_path)
-            count = len(batch)
+            count = batch.count(b"\n")
         self._query(
             f"""
             merge `{self.raw}.lake_files` as manifest
             using (select @lake_path as lake_path) as incoming
             on manifest.lake_path = incoming.lake_path
-            when not matched then insert (lake_path, source, snapshot_at, row_count, loaded_at)
-            values (@lake_path, @source, @snapshot_at, @row_count, @loaded_at)
+            when not matched then insert
+                (lake_path, source, snapshot_at, row_count, loaded_at, load_seq, size_bytes, sha256)
+            values (@lake_path, @source, @snapshot_at, @row_count, @loaded_at, @load_seq,
+                    @size_bytes, @sha256)
             """,
             lake_path=lake_path,
             source=source,
             snapshot_at=datetime.fromtimestamp(file_time_ms / 1000, UTC),
             row_count=count,
             loaded_at=loaded_at,
+            load_seq=seq,
+            size_bytes=stored.size_bytes,
+            sha256=stored.sha256,
         )
         return count
 
@@ -251,7 +341,10 @@ class BigQueryWarehouse:
             )
         except Conflict:  # this very load ran before (a retried task): use its outcome
             job = self.client.get_job(job_id, location=self.location)
-        job.result()  # raises if the job failed: then nothing of the file was loaded
+        try:
+            job.result()  # raises if the job failed: then nothing of the file was loaded
+        except BadRequest as exc:  # BigQuery refused the rows themselves
+            raise WarehouseRefused(f"BigQuery refused the rows: {str(exc)[:300]}") from None
 
     def history_report(self, movers: int = 5) -> HistoryReport:
         (row,) = self._query(
@@ -268,9 +361,54 @@ class BigQueryWarehouse:
             row.facts_rows, row.snapshots, row.latest, movers_by("desc"), movers_by("asc")
         )
 
-    def record_dbt_results(self, results: list[DbtNodeResult]) -> None:
+    def build_scope(self) -> BuildScope:
+        (row,) = self._query(
+            f"select (select coalesce(max(covered_seq), 0) from `{self.prod}.ops_builds` "
+            f"where success) as after_seq, "
+            f"(select coalesce(max(load_seq), 0) from `{self.raw}.lake_files`) as covered_seq"
+        )
+        return BuildScope(after_seq=row.after_seq, covered_seq=row.covered_seq)
+
+    def failing_lake_paths(self, relations: list[str]) -> set[str]:
+        paths: set[str] = set()
+        for relation in relations:
+            rows = self._query(
+                f"select distinct lake_path from {relation} where lake_path is not null"
+            )
+            paths |= {row.lake_path for row in rows}
+        return paths
+
+    def forget_file(self, lake_path: str) -> None:
+        """Rows first, manifest last: a crash between leaves a manifest entry whose rows are
+        gone, which `--verify` reports; the next build failure repeats the move anyway."""
+        for raw in (ASSETS, HISTORY, MANIFEST):
+            self._query(
+                f"delete from `{self.raw}.{raw.name}` where lake_path = @lake_path",
+                lake_path=lake_path,
+            )
+
+    def models_predate_load_seq(self) -> bool:
+        try:
+            table = self.client.get_table(f"{self.prod}.facts_coins")
+        except NotFound:
+            return False
+        return "load_seq" not in {field.name for field in table.schema}
+
+    def record_dbt_results(
+        self, results: list[DbtNodeResult], scope: BuildScope | None = None
+    ) -> None:
         """Replace `ops_dbt_results` with the latest build's nodes: a truncating load job
-        from a file staged beside the lake, like every load here."""
+        from a file staged beside the lake, like every load here; with `scope`, append the
+        build to `ops_builds`."""
+        if scope is not None:
+            failed = [r.node for r in results if r.status in ("error", "fail")]
+            self._query(
+                f"insert into `{self.prod}.ops_builds` (run_at, covered_seq, success, failed) "
+                "values (current_timestamp(), @covered, @success, @failed)",
+                covered=scope.covered_seq,
+                success=not failed,
+                failed=", ".join(failed) or "",
+            )
         run_at = _timestamp(datetime.now(tz=UTC))
         rows = [
             {"run_at": run_at, "node": r.node, "resource_type": r.resource_type,

@@ -3,6 +3,16 @@
 Retries live here, at the network edge: timeouts, connection errors, 5xx and 429 are
 retried with exponential backoff and full jitter (429 and 503 honour `Retry-After`).
 Bad keys (401/403) and the v2 shutdown body are not retried: waiting cannot fix them.
+
+Every wait is bounded. httpx's timeout is per read, so a server that trickles bytes could
+hold a request for ever: each request also has a total deadline, each fetch (all attempts,
+backoffs and `Retry-After` waits) a deadline of its own, and a `Retry-After` longer than
+what is left of it ends the fetch at once. Bodies are read raw and decompressed here, with
+caps on both the bytes received and the bytes they inflate to (a gzip bomb stops at the
+cap, not at the machine's memory).
+
+The key never leaves this module: it is redacted from every body and message, and no
+exception carries an httpx request (whose headers hold it) out of the client.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ import json
 import logging
 import random
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -25,7 +36,10 @@ from flows.snapshot import InvalidSnapshot, shutdown_notice
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
-MAX_RETRY_AFTER_SECONDS = 300.0
+REDACTED = "[redacted]"
+# A real 2,000-asset body is about 770 KB of JSON (250 KB gzip); the caps leave 20x room.
+DEFAULT_MAX_COMPRESSED_BYTES = 8 * 2**20
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 
 
 class CoinCapError(RuntimeError):
@@ -41,7 +55,11 @@ class CoinCapShutdownError(CoinCapError):
 
 
 class CoinCapUnavailable(CoinCapError):
-    """Still failing after every retry."""
+    """Still failing after every retry, or out of time."""
+
+
+class _Unreadable(Exception):
+    """This answer cannot be read (too big, too slow, badly encoded): retry, then give up."""
 
 
 @dataclass
@@ -63,14 +81,24 @@ class CoinCapClient:
         timeout: float = 20.0,
         max_attempts: int = 5,
         backoff_seconds: float = 1.0,
+        request_deadline_seconds: float = 30.0,
+        fetch_deadline_seconds: float = 120.0,
+        max_compressed_bytes: int = DEFAULT_MAX_COMPRESSED_BYTES,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         headers = {"Accept": "application/json", "Accept-Encoding": "gzip"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        self._secrets = [api_key] if api_key else []
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        self._timeout = timeout
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
+        self._request_deadline = request_deadline_seconds
+        self._fetch_deadline = fetch_deadline_seconds
+        self._max_compressed = max_compressed_bytes
+        self._max_body = max_body_bytes
         self._sleep = sleep
         self.stats = RequestStats()
 
@@ -83,13 +111,26 @@ class CoinCapClient:
     def close(self) -> None:
         self._http.close()
 
+    def redact(self, text: str) -> str:
+        """`text` with the key (and anything that spells it) replaced."""
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def _redact_bytes(self, body: bytes) -> bytes:
+        for secret in self._secrets:
+            body = body.replace(secret.encode(), REDACTED.encode())
+        return body
+
     def fetch_asset_pages(self, limit: int) -> list[bytes]:
-        """Raw bodies of `GET /assets`, paged by `limit`/`offset` until `limit` assets."""
+        """Raw bodies of `GET /assets`, paged by `limit`/`offset` until `limit` assets, all
+        within one fetch deadline."""
+        deadline = time.monotonic() + self._fetch_deadline
         pages: list[bytes] = []
         offset = 0
         while offset < limit:
             page_size = min(COINCAP_MAX_PAGE, limit - offset)
-            body = self.get("/assets", {"limit": page_size, "offset": offset})
+            body = self.get("/assets", {"limit": page_size, "offset": offset}, deadline=deadline)
             pages.append(body)
             returned = _count_assets(body)
             if returned is None or returned < page_size:
@@ -102,24 +143,43 @@ class CoinCapClient:
         path = f"/assets/{quote(coin_id, safe='')}/history"
         return self.get(path, {"interval": interval, "start": start_ms, "end": end_ms})
 
-    def get(self, path: str, params: dict[str, Any]) -> bytes:
-        """GET with retries; returns the raw body of a 2xx answer."""
+    def get(self, path: str, params: dict[str, Any], *, deadline: float | None = None) -> bytes:
+        """GET with retries; returns the raw (decompressed, redacted) body of a 2xx answer.
+        Raises only `CoinCapError`s, whose messages are ours and hold no key."""
         url = f"{str(self._http.base_url).rstrip('/')}{path}"
+        deadline = deadline if deadline is not None else time.monotonic() + self._fetch_deadline
         for attempt in range(1, self._max_attempts + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CoinCapUnavailable(
+                    f"GET {url}: out of time after {attempt - 1} attempt(s) "
+                    f"(fetch deadline {self._fetch_deadline:.0f}s)"
+                )
             self.stats.requests += 1
+            retry_after: float | None = None
             try:
-                response = self._http.get(path, params=params)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                failure, retry_after = f"{exc.__class__.__name__}: {exc}", None
+                status, headers, body = self._request(
+                    path, params, min(left, self._request_deadline)
+                )
+            except _Unreadable as exc:
+                failure = str(exc)
+            except httpx.HTTPError as exc:  # transport, timeout, protocol: never the request
+                failure = f"{exc.__class__.__name__}: {self.redact(str(exc))[:200]}"
             else:
-                if response.is_success:
-                    return response.content
-                _raise_if_final(response, url)
-                failure = f"HTTP {response.status_code}"
-                retry_after = _retry_after_seconds(response)
+                if 200 <= status < 300:
+                    return body
+                _raise_if_final(status, headers, body, url, self.redact)
+                failure = f"HTTP {status}"
+                retry_after = _retry_after_seconds(headers)
             if attempt == self._max_attempts:
                 raise CoinCapUnavailable(f"GET {url} failed {attempt} times, last: {failure}")
             delay = retry_after if retry_after is not None else self._backoff_delay(attempt)
+            left = deadline - time.monotonic()
+            if delay >= left:
+                raise CoinCapUnavailable(
+                    f"GET {url}: {failure}; waiting {delay:.0f}s for the next attempt would pass "
+                    f"the fetch deadline ({max(left, 0):.0f}s left)"
+                )
             log.warning(
                 "GET %s: %s (attempt %d/%d), retrying in %.1fs",
                 url,
@@ -132,21 +192,69 @@ class CoinCapClient:
             self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _request(
+        self, path: str, params: dict[str, Any], seconds: float
+    ) -> tuple[int, httpx.Headers, bytes]:
+        """One request read to the end within `seconds` and the size caps."""
+        started = time.monotonic()
+        per_read = httpx.Timeout(min(self._timeout, seconds))
+        with self._http.stream("GET", path, params=params, timeout=per_read) as response:
+            received = bytearray()
+            for chunk in response.iter_raw():
+                received += chunk
+                if len(received) > self._max_compressed:
+                    raise _Unreadable(
+                        f"answer larger than {self._max_compressed:,} bytes (the cap on what is "
+                        "received)"
+                    )
+                if time.monotonic() - started > seconds:
+                    raise _Unreadable(
+                        f"answer not complete after {seconds:.0f}s (the request's deadline)"
+                    )
+            body = self._decode(bytes(received), response.headers.get("content-encoding", ""))
+            return response.status_code, response.headers, self._redact_bytes(body)
+
+    def _decode(self, raw: bytes, encoding: str) -> bytes:
+        """Undo `Content-Encoding` (gzip, deflate or none), never inflating past the cap."""
+        encodings = [e.strip().lower() for e in encoding.split(",") if e.strip()]
+        body = raw
+        for name in reversed(encodings):
+            if name == "identity":
+                continue
+            if name not in ("gzip", "x-gzip", "deflate"):
+                raise _Unreadable(f"answer in an encoding we did not ask for ({name[:20]!r})")
+            wbits = 16 + zlib.MAX_WBITS if name != "deflate" else zlib.MAX_WBITS
+            inflater = zlib.decompressobj(wbits)
+            try:
+                body = inflater.decompress(body, self._max_body + 1)
+            except zlib.error as exc:
+                raise _Unreadable(f"answer says {name} but is not ({exc})") from None
+            if len(body) > self._max_body or inflater.unconsumed_tail:
+                raise _Unreadable(
+                    f"answer inflates to more than {self._max_body:,} bytes (the cap on a body)"
+                )
+            if not inflater.eof:
+                raise _Unreadable(f"answer is truncated {name}")
+        if len(body) > self._max_body:
+            raise _Unreadable(f"answer larger than {self._max_body:,} bytes (the cap on a body)")
+        return body
+
     def _backoff_delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, base * 2^(attempt-1)], capped."""
         ceiling = min(MAX_BACKOFF_SECONDS, self._backoff * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 
 
-def _raise_if_final(response: httpx.Response, url: str) -> None:
+def _raise_if_final(
+    status: int, headers: httpx.Headers, body: bytes, url: str, redact: Callable[[str], str]
+) -> None:
     """Raise for answers a retry cannot fix; return for the retryable ones."""
-    notice = _shutdown_notice_of(response)
+    notice = _shutdown_notice_of(headers, body)
     if notice is not None:
         raise CoinCapShutdownError(
-            f"GET {url} answered with CoinCap's shutdown notice ({notice!r}). The v2 API is "
-            "gone: set CRYPTOLYTICS_COINCAP_BASE_URL to https://rest.coincap.io/v3 and a v3 key."
+            f"GET {url} answered with CoinCap's shutdown notice ({redact(notice)!r}). The v2 API "
+            "is gone: set CRYPTOLYTICS_COINCAP_BASE_URL to https://rest.coincap.io/v3 and a v3 key."
         )
-    status = response.status_code
     if status in (401, 403):
         raise CoinCapAuthError(
             f"GET {url} was refused with HTTP {status}: the CoinCap API key is missing, wrong "
@@ -155,20 +263,21 @@ def _raise_if_final(response: httpx.Response, url: str) -> None:
         )
     if status == 429 or status >= 500:
         return
-    raise CoinCapError(f"GET {url} failed with HTTP {status}: {response.text[:200]!r}")
+    text = redact(body.decode("utf-8", "replace"))[:200]  # redact first: no half key
+    raise CoinCapError(f"GET {url} failed with HTTP {status}: {text!r}")
 
 
-def _shutdown_notice_of(response: httpx.Response) -> str | None:
-    if "json" not in response.headers.get("content-type", "") and response.content[:1] != b"{":
+def _shutdown_notice_of(headers: httpx.Headers, body: bytes) -> str | None:
+    if "json" not in headers.get("content-type", "") and body[:1] != b"{":
         return None
     try:
-        return shutdown_notice(response.json())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return shutdown_notice(json.loads(body))
+    except (ValueError, RecursionError):
         return None
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after_seconds(headers: httpx.Headers) -> float | None:
+    value = headers.get("Retry-After")
     if not value:
         return None
     try:
@@ -176,15 +285,15 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
     except ValueError:
         try:
             seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+    return seconds if seconds >= 0 else 0.0
 
 
 def _count_assets(body: bytes) -> int | None:
     try:
         data = json.loads(body).get("data")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return len(data) if isinstance(data, list) else None
 
@@ -198,8 +307,8 @@ def combine_pages(pages: list[bytes]) -> bytes:
     for number, page in enumerate(pages):
         try:
             bodies.append(json.loads(page))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidSnapshot(f"page {number} is not JSON ({exc})") from None
+        except (ValueError, RecursionError) as exc:
+            raise InvalidSnapshot(f"page {number} is not JSON ({exc.__class__.__name__})") from None
     data: list[Any] = []
     for number, body in enumerate(bodies):
         page_data = body.get("data") if isinstance(body, dict) else None

@@ -50,13 +50,17 @@ class DbtBuild:
 
 
 def node_result(node: Any) -> DbtNodeResult:
-    """One dbt node's outcome, as the warehouse keeps it."""
+    """One dbt node's outcome, as the warehouse keeps it (with where a failing test stored
+    its rows, when it stores failures)."""
+    status = str(node.status)
+    stored = getattr(node.node, "relation_name", None) if status == "fail" else None
     return DbtNodeResult(
         node=node.node.name,
         resource_type=str(node.node.resource_type),
-        status=str(node.status),
+        status=status,
         seconds=float(node.execution_time or 0),
         message=node.message,
+        failures_relation=stored if node.node.config.get("store_failures") else None,
     )
 
 
@@ -126,7 +130,16 @@ class WarmDbt:
         self._manifest, self._fingerprint = parsed.result, fingerprint
         return self._manifest, time.perf_counter() - started
 
-    def build(self, target: str, env: dict[str, str], *, full_refresh: bool = False) -> DbtBuild:
+    def build(
+        self,
+        target: str,
+        env: dict[str, str],
+        *,
+        full_refresh: bool = False,
+        run_env: dict[str, str] | None = None,
+    ) -> DbtBuild:
+        """Build from the warm manifest. `run_env` is read only while running (the tests'
+        scope), so it changes without a new parse."""
         manifest, parse_seconds = self.manifest(target, env)
         # unit tests check SQL logic, not data: CI runs them (make test), ticks need not
         command = ["build", "--exclude-resource-type", "unit_test"]
@@ -134,7 +147,7 @@ class WarmDbt:
             command.append("--full-refresh")
         runner = dbtRunner(manifest=manifest, callbacks=[self._event])
         started = time.perf_counter()
-        with dbt_environment({"DO_NOT_TRACK": "1", **env}):
+        with dbt_environment({"DO_NOT_TRACK": "1", **env, **(run_env or {})}):
             result = self._invoke(runner, self._args(command, target))
         nodes = [node_result(n) for n in (result.result or [])]
         return DbtBuild(

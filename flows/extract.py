@@ -27,6 +27,50 @@ class SnapshotRejected(RuntimeError):
     """The API answered, but with a body we will not load; it is kept in quarantine."""
 
 
+class WrongSourceForLake(RuntimeError):
+    """Live and replayed data never share a lake: one would pass for the other."""
+
+
+def check_source_fits_lake(settings: Settings, lake: Lake) -> None:
+    """Refuse before fetching anything: a tick without its key on a lake of live data would
+    replay 2021 into it, and a live tick on the demo's lake would mix live into 2021."""
+    source = settings.effective_source
+    if source == "replay" and lake.latest_timestamp("coincap") is not None:
+        missing_key = settings.source == "coincap"
+        raise WrongSourceForLake(
+            f"this lake ({lake.url}) holds live CoinCap data, "
+            + (
+                "but CRYPTOLYTICS_COINCAP_API_KEY is not set (in the environment or the "
+                "`cryptolytics-coincap-api-key` Secret block): "
+                if missing_key
+                else "and CRYPTOLYTICS_SOURCE=replay: "
+            )
+            + "not replaying 2021 data into it. Set the key, or point CRYPTOLYTICS_LAKE_URL "
+            "and CRYPTOLYTICS_DUCKDB_PATH at a lake and warehouse of their own for the demo."
+        )
+    if source == "coincap" and lake.latest_timestamp("replay") is not None:
+        raise WrongSourceForLake(
+            f"this lake ({lake.url}) holds the replay of 2021 data: live CoinCap data needs a "
+            "lake and warehouse of its own (set CRYPTOLYTICS_LAKE_URL and "
+            "CRYPTOLYTICS_DUCKDB_PATH, or `make clean` to drop the demo)."
+        )
+
+
+def coincap_client(settings: Settings, base_url: str) -> CoinCapClient:
+    """The client with every bound from settings; the key only for the live API."""
+    return CoinCapClient(
+        base_url,
+        settings.api_key if settings.effective_source == "coincap" else None,
+        timeout=settings.http_timeout_seconds,
+        max_attempts=settings.http_max_attempts,
+        backoff_seconds=settings.http_backoff_seconds,
+        request_deadline_seconds=settings.http_request_deadline_seconds,
+        fetch_deadline_seconds=settings.fetch_deadline_seconds,
+        max_compressed_bytes=settings.http_max_response_bytes,
+        max_body_bytes=settings.http_max_body_bytes,
+    )
+
+
 @dataclass(frozen=True)
 class ExtractResult:
     source: str
@@ -54,14 +98,8 @@ def coincap_endpoint(settings: Settings, lake: Lake) -> Iterator[str]:
 def fetch_snapshot_body(
     settings: Settings, base_url: str, asset_limit: int
 ) -> tuple[bytes, int, int]:
-    """Raw `/assets` body (pages combined); retries happen inside the client."""
-    with CoinCapClient(
-        base_url,
-        settings.api_key if settings.effective_source == "coincap" else None,
-        timeout=settings.http_timeout_seconds,
-        max_attempts=settings.http_max_attempts,
-        backoff_seconds=settings.http_backoff_seconds,
-    ) as client:
+    """Raw `/assets` body (pages combined); retries and deadlines happen inside the client."""
+    with coincap_client(settings, base_url) as client:
         pages = client.fetch_asset_pages(asset_limit)
         return combine_pages(pages), client.stats.requests, client.stats.retries
 
@@ -82,6 +120,7 @@ def extract_snapshot(settings: Settings, lake: Lake, asset_limit: int | None) ->
     logger = get_run_logger()
     source = settings.effective_source
     limit = asset_limit or settings.asset_limit
+    check_source_fits_lake(settings, lake)
     if settings.source == "coincap" and source == "replay":
         logger.warning(
             "No CoinCap API key is set: replaying bundled 2021 data instead of live data."
@@ -116,8 +155,16 @@ def extract_snapshot(settings: Settings, lake: Lake, asset_limit: int | None) ->
         "new file" if written.created else "already in the lake, nothing new",
     )
     if snapshot.skipped:
+        logger.info(
+            "%d asset(s) without a usable price (dust printed as 0): %s",
+            len(snapshot.skipped),
+            "; ".join(snapshot.skipped[:10]),
+        )
+    if snapshot.rejected:
         logger.warning(
-            "%d asset(s) skipped: %s", len(snapshot.skipped), "; ".join(snapshot.skipped)
+            "%d asset(s) left out by validation (the loader records each): %s",
+            len(snapshot.rejected),
+            "; ".join(snapshot.rejected[:10]),
         )
     return ExtractResult(
         source=source,

@@ -4,20 +4,32 @@ Built on fsspec so the same code writes a local folder or `gs://bucket/...`. Lay
 
     raw/<source>/assets/date=YYYY-MM-DD/<api timestamp ms>.json.gz
     raw/<source>/history/interval=<m5|h1|d1>/coin=<id>/<start ms>-<end ms>.json.gz
-    quarantine/<source>/assets/date=YYYY-MM-DD/<fetched ms>-<sha256[:12]>.json.gz  (+ .reason.json)
+    quarantine/<source>/<stage>/...  (+ .reason.json beside each body)
 
 `<source>` is `coincap` (live) or `replay` (bundled 2021 data), so replayed data can
 never be mistaken for live data, by a person or by a query.
+
+The quarantine is the dead-letter store of every stage: bodies the fetch refused
+(`fetch/assets/date=<day>/<ms>-<sha>.json.gz`, `fetch/history/...`) and lake files a later
+stage refused, moved there under their own relative name (`load/assets/date=.../<ms>.json.gz`),
+each with a note saying which stage refused it and why. Only names of the layout above are
+read; anything else under `raw/` is reported and left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
+import logging
+import os
 import posixpath
+import re
+import time
 import uuid
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, unquote
@@ -25,10 +37,25 @@ from urllib.parse import quote, unquote
 import fsspec
 from fsspec import AbstractFileSystem
 
+log = logging.getLogger(__name__)
+
 SOURCES = ("coincap", "replay")
 SNAPSHOT_GLOB = "raw/*/assets/date=*/*.json.gz"
 HISTORY_GLOB = "raw/*/history/interval=*/coin=*/*.json.gz"
 INTERVALS = ("m5", "h1", "d1")
+STAGES = ("fetch", "load", "build", "backfill")
+SNAPSHOT_NAME = re.compile(
+    r"raw/(?P<source>coincap|replay)/assets/date=(?P<day>\d{4}-\d{2}-\d{2})/(?P<ms>[1-9]\d{0,14})\.json\.gz"
+)
+HISTORY_NAME = re.compile(
+    r"raw/(?P<source>coincap|replay)/history/interval=(?P<interval>m5|h1|d1)/coin=[^/]+/"
+    r"(?P<start>\d{1,15})-(?P<end>\d{1,15})\.json\.gz"
+)
+# Written beside their target, then renamed; one older than this is a killed writer's.
+TEMPORARY_GLOB = "**/.*.tmp"
+TEMPORARY_MAX_AGE_SECONDS = 600
+# A lake file inflating past this is not one of ours (a 2,000-asset body is ~0.8 MB).
+MAX_FILE_BYTES = 64 * 2**20
 # File systems whose rename is atomic: write beside the target, then rename. Object stores
 # (gs://) have no rename (fsspec copies), but a single upload is atomic there already.
 ATOMIC_RENAME_PROTOCOLS = {"file", "local"}
@@ -38,6 +65,29 @@ ATOMIC_RENAME_PROTOCOLS = {"file", "local"}
 class LakeWrite:
     path: str  # relative to the lake root
     created: bool  # False when the file was already there (a rerun)
+
+
+class LakeFileUnreadable(ValueError):
+    """The stored bytes are not a gzip file of a sane size: the file's fault, not the disk's."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A lake file as stored: its body, and the size and SHA-256 of the stored (gzip) bytes."""
+
+    path: str
+    body: bytes
+    size_bytes: int
+    sha256: str
+
+
+@dataclass
+class LakeScan:
+    """What `raw/` holds: loadable files, oldest first, and names that are not ours."""
+
+    snapshots: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
 
 
 def snapshot_path(source: str, timestamp_ms: int) -> str:
@@ -85,6 +135,22 @@ def history_path(key: HistoryKey) -> str:
     )
 
 
+def is_snapshot_name(relative: str) -> bool:
+    """A snapshot file of our layout, whose day folder matches its timestamp."""
+    match = SNAPSHOT_NAME.fullmatch(relative)
+    return bool(match) and snapshot_path(match["source"], int(match["ms"])) == relative
+
+
+def is_history_name(relative: str) -> bool:
+    match = HISTORY_NAME.fullmatch(relative)
+    if not match:
+        return False
+    try:
+        return history_path(history_key(relative)) == relative
+    except ValueError:
+        return False
+
+
 def history_key(path: str) -> HistoryKey:
     parts = path.split("/")
     start, end = parts[5].split(".", 1)[0].split("-")
@@ -98,11 +164,15 @@ def history_key(path: str) -> HistoryKey:
 
 
 def source_of(path: str) -> str:
-    """`coincap` or `replay`, read back from a snapshot path."""
-    source = path.split("/")[1]
+    """`coincap` or `replay`, read back from a lake path."""
+    source = path.split("/")[1] if "/" in path else ""
     if source not in SOURCES:
-        raise ValueError(f"{path!r} is not a snapshot path")
+        raise ValueError(f"{path!r} is not a lake path")
     return source
+
+
+def _sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
 
 
 def _gzip(raw: bytes) -> bytes:
@@ -151,20 +221,31 @@ class Lake:
 
     def list_history(self) -> list[str]:
         """Every history window file in the lake, relative paths."""
-        return sorted(self._relative(p) for p in self.fs.glob(self._full(HISTORY_GLOB)))
+        found = (self._relative(p) for p in self.fs.glob(self._full(HISTORY_GLOB)))
+        return sorted(p for p in found if is_history_name(p))
 
     def quarantine(
-        self, source: str, raw: bytes, reason: str, *, context: dict[str, object] | None = None
+        self,
+        source: str,
+        raw: bytes,
+        reason: str,
+        *,
+        kind: str = "assets",
+        context: dict[str, object] | None = None,
     ) -> str:
-        """Keep a rejected body and why it was rejected, next to each other."""
+        """Keep a body the fetch refused, and why, next to each other (`fetch` stage). The
+        name is the time it was refused (data, not a watermark) and the body's digest."""
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}")
+        if kind not in ("assets", "history"):
+            raise ValueError(f"unknown kind {kind!r}")
         now = datetime.now(tz=UTC)
-        digest = hashlib.sha256(raw).hexdigest()[:12]
+        digest = _sha256(raw)[:12]
         day, millis = now.date().isoformat(), int(now.timestamp() * 1000)
-        stem = f"quarantine/{source}/assets/date={day}/{millis}-{digest}"
+        stem = f"quarantine/{source}/fetch/{kind}/date={day}/{millis}-{digest}"
         self._write_atomically(self._full(f"{stem}.json.gz"), _gzip(raw))
         note = {
+            "stage": "fetch",
             "reason": reason,
             "quarantined_at": now.isoformat(),
             "bytes": len(raw),
@@ -175,21 +256,95 @@ class Lake:
         )
         return f"{stem}.json.gz"
 
+    def dead_letter_path(self, relative: str, stage: str) -> str:
+        """Where a lake file refused by `stage` is kept: its own name under the stage's
+        folder, so moving it again (after a crash mid-move) lands on the same file."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}, expected one of {STAGES}")
+        source = source_of(relative)
+        return f"quarantine/{source}/{stage}/{relative.removeprefix(f'raw/{source}/')}"
+
+    def dead_letter(self, relative: str, stage: str, reason: str, *, remove: bool = True) -> str:
+        """Move a lake file a later stage cannot use out of `raw/`, with a note. Copy and
+        note first, then delete: a crash in between leaves the file in both places, and
+        the next run moves it again onto the same name. `remove=False` leaves the original
+        for the caller to `remove` once it has done its own part."""
+        kept = self.dead_letter_path(relative, stage)
+        stored = self.fs.cat_file(self._full(relative))
+        self._write_atomically(self._full(kept), stored)
+        note = {
+            "stage": stage,
+            "reason": reason,
+            "lake_path": relative,
+            "quarantined_at": datetime.now(tz=UTC).isoformat(),
+            "stored_bytes": len(stored),
+            "sha256": _sha256(stored),
+        }
+        self._write_atomically(
+            self._full(kept.removesuffix(".json.gz") + ".reason.json"),
+            json.dumps(note, indent=2).encode(),
+        )
+        if remove:
+            self.remove(relative)
+        return kept
+
+    def remove(self, relative: str) -> None:
+        """Delete a file of `raw/` (after `dead_letter(..., remove=False)`); gone is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self._full(relative))
+
+    def quarantine_notes(self) -> list[tuple[str, dict[str, object]]]:
+        """Every dead letter's note (path of the kept body, note), oldest name first."""
+        notes = []
+        for full in sorted(self.fs.glob(self._full("quarantine/**/*.reason.json"))):
+            relative = self._relative(full)
+            try:
+                note = json.loads(self.fs.cat_file(full))
+            except (ValueError, OSError) as exc:
+                note = {"reason": f"note unreadable ({exc.__class__.__name__})"}
+            if not isinstance(note, dict):
+                note = {"reason": "note is not a JSON object"}
+            notes.append((relative.removesuffix(".reason.json") + ".json.gz", note))
+        return notes
+
     def _write_atomically(self, full: str, payload: bytes) -> None:
-        """Readers never see half a file: on a file system, write beside the target and
-        rename; on an object store, one upload (atomic there; a rename would be a copy)."""
+        """Readers never see half a file: on a file system, write beside the target, fsync,
+        rename, fsync the folder (so a power cut keeps either the old state or the whole
+        new file); on an object store, one upload (atomic there; a rename would be a copy)."""
         if not self._rename_is_atomic:
             self.fs.pipe_file(full, payload)
             return
         directory, name = posixpath.split(full)
-        self.fs.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, exist_ok=True)
         temporary = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
-        self.fs.pipe_file(temporary, payload)
         try:
-            self.fs.mv(temporary, full)
+            with open(temporary, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, full)
         finally:
-            if self.fs.exists(temporary):
-                self.fs.rm(temporary)
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        folder = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+    def clean_temporary(self, older_than_seconds: float = TEMPORARY_MAX_AGE_SECONDS) -> int:
+        """Remove temporary files left by killed writers (a live writer's is seconds old)."""
+        if not self._rename_is_atomic:
+            return 0
+        removed = 0
+        for full in self.fs.glob(self._full(TEMPORARY_GLOB), hidden=True):
+            try:
+                if time.time() - os.path.getmtime(full) > older_than_seconds:
+                    os.remove(full)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def stage(self, lake_path: str, suffix: str, payload: bytes) -> str:
         """Write a derived copy of a lake file for a warehouse to load (BigQuery load jobs
@@ -201,18 +356,67 @@ class Lake:
 
     def read(self, relative: str) -> bytes:
         """The raw body of a lake file, decompressed."""
-        return gzip.decompress(self.fs.cat_file(self._full(relative)))
+        return self.read_stored(relative).body
+
+    def read_stored(self, relative: str, max_bytes: int = MAX_FILE_BYTES) -> StoredFile:
+        """A lake file's body with the size and digest of its stored bytes; a file that is
+        empty, not gzip or inflates past `max_bytes` raises `LakeFileUnreadable`."""
+        stored = self.fs.cat_file(self._full(relative))
+        if not stored:
+            raise LakeFileUnreadable("the file is empty (0 bytes)")
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(stored, max_bytes + 1)
+        except zlib.error as exc:
+            raise LakeFileUnreadable(f"the file is not gzip ({exc})") from None
+        if len(body) > max_bytes or inflater.unconsumed_tail:
+            raise LakeFileUnreadable(f"the file inflates to more than {max_bytes:,} bytes")
+        if not inflater.eof:
+            raise LakeFileUnreadable("the file is a truncated gzip stream")
+        return StoredFile(relative, body, len(stored), _sha256(stored))
+
+    def stored_digest(self, relative: str) -> tuple[int, str] | None:
+        """Size and SHA-256 of a file's stored bytes, or None when it is gone."""
+        try:
+            stored = self.fs.cat_file(self._full(relative))
+        except FileNotFoundError:
+            return None
+        return len(stored), _sha256(stored)
+
+    def scan(self) -> LakeScan:
+        """Loadable files of `raw/`, oldest first, and the names that do not fit the layout
+        (reported, never read: a stray file must not stop loading)."""
+        result = LakeScan()
+        root = self._full("raw")
+        for full in self.fs.find(root) if self.fs.exists(root) else []:
+            relative = self._relative(full)
+            if posixpath.basename(relative).startswith("."):
+                continue  # a writer's temporary file
+            if is_snapshot_name(relative):
+                result.snapshots.append(relative)
+            elif is_history_name(relative):
+                result.history.append(relative)
+            else:
+                result.unknown.append(relative)
+        result.snapshots.sort(key=_sort_key)
+        result.history.sort()
+        return result
 
     def list_snapshots(self) -> list[str]:
         """Every snapshot file in the lake, relative paths, oldest first."""
         found = self.fs.glob(self._full(SNAPSHOT_GLOB))
-        return sorted((self._relative(p) for p in found), key=_sort_key)
+        relative = (self._relative(p) for p in found)
+        return sorted((p for p in relative if is_snapshot_name(p)), key=_sort_key)
 
     def latest_timestamp(self, source: Literal["coincap", "replay"]) -> int | None:
         """The newest snapshot timestamp of a source, looking only at its newest day."""
         days = sorted(self.fs.glob(self._full(f"raw/{source}/assets/date=*")))
         for day in reversed(days):
-            stamps = [_timestamp_of(p) for p in self.fs.glob(f"{day}/*.json.gz")]
+            stamps = [
+                _timestamp_of(p)
+                for p in self.fs.glob(f"{day}/*.json.gz")
+                if is_snapshot_name(self._relative(p))
+            ]
             if stamps:
                 return max(stamps)
         return None

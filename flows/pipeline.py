@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.extract import ExtractResult, extract_snapshot
 from flows.load import load_lake
 from flows.locking import exclusive_run
-from flows.settings import get_settings
+from flows.settings import DEAD_LETTER_EVENT, TICK_TIMEOUT_SECONDS, get_settings
 from flows.targets import Target, resolve_target, with_block_secrets
 from flows.transform import TransformResult, build_and_publish
 from flows.warehouse import HistoryReport, LoadResult
@@ -61,11 +61,25 @@ def summary_markdown(result: PipelineResult) -> str:
         f"({'new' if extracted.created else 'already there'}) |\n"
         f"| Rows loaded | {result.loaded.rows_loaded:,} "
         f"from {result.loaded.files_loaded} file(s) |\n"
+        f"| Dead letters | {dead_letter_summary(result)} |\n"
         f"| dbt | {result.transformed.models_built} models built, "
         f"{result.transformed.tests_passed} tests passed |\n"
         f"| History | {report.facts_rows:,} fact rows over {report.snapshots:,} snapshots |\n"
         f"| Time | {timings} |\n"
     )
+
+
+def dead_letter_summary(result: PipelineResult) -> str:
+    files = {**result.loaded.dead_lettered, **result.transformed.dead_lettered}
+    parts = []
+    if files:
+        parts.append(
+            f"{len(files)} lake file(s) moved to quarantine: "
+            + ", ".join(f"`{path}`" for path in list(files)[:5])
+        )
+    if result.loaded.rows_rejected:
+        parts.append(f"{result.loaded.rows_rejected} asset(s) left out by validation")
+    return "; ".join(parts) or "none"
 
 
 def movers_table(report: HistoryReport) -> list[dict[str, object]]:
@@ -86,11 +100,34 @@ def movers_table(report: HistoryReport) -> list[dict[str, object]]:
     return rows
 
 
-@flow(name="pipeline")
+def announce_dead_letters(result: PipelineResult) -> None:
+    """One Prefect event per run that dead-lettered anything: the `dead letter` automation
+    (blocks/alerts.py) turns it into an alert; the run itself completes."""
+    files = {**result.loaded.dead_lettered, **result.transformed.dead_lettered}
+    if not files and not result.loaded.rows_rejected:
+        return
+    from prefect.events import emit_event
+    from prefect.runtime import flow_run
+
+    emit_event(
+        event=DEAD_LETTER_EVENT,
+        resource={"prefect.resource.id": f"cryptolytics.pipeline.{flow_run.id}"},
+        payload={
+            "files": list(files)[:20],
+            "reasons": list(files.values())[:20],
+            "rows_rejected": result.loaded.rows_rejected,
+            "summary": dead_letter_summary(result),
+        },
+    )
+
+
+@flow(name="pipeline", timeout_seconds=TICK_TIMEOUT_SECONDS)
 def pipeline(asset_limit: int | None = None, full_refresh: bool = False) -> PipelineResult:
     """One tick: fetch a snapshot into the lake, load what is pending, build the models.
     `full_refresh` rebuilds every model from raw (what the seed system did on every run;
-    after a model change, or to compare, as bench/ does)."""
+    after a model change, or to compare, as bench/ does). A run lasts at most
+    TICK_TIMEOUT_SECONDS; a lake file or rows a stage refuses are dead letters (moved to
+    quarantine, on the health page, an event for the alert automation) and never fail it."""
     logger = get_run_logger()
     settings = with_block_secrets(get_settings())
     target = resolve_target(settings)
@@ -119,6 +156,7 @@ def pipeline(asset_limit: int | None = None, full_refresh: bool = False) -> Pipe
         report = read_history_report(target)
 
     result = PipelineResult(extracted, loaded, transformed, report, seconds)
+    announce_dead_letters(result)
     create_markdown_artifact(
         key="pipeline-summary",
         markdown=summary_markdown(result),

@@ -6,10 +6,16 @@ files (`a.duckdb`, `b.duckdb`), the one readers are *not* using, then flips the 
 pointer with an atomic rename. Readers open the current file read-only for one query and
 close it, so a publish never meets a reader and a reader never sees a half-built model.
 
-Each copy is caught up incrementally (rows loaded since that copy's newest `loaded_at`), so
-publishing costs what changed, not the size of the history. The 5-minute fact is served
-for the last `RECENT_FACT_DAYS` days only: longer chart ranges read the hourly and daily
-rollups.
+Each copy is caught up incrementally: rows whose `load_seq` is above the highest the copy
+holds, upserted by key (never appended), so publishing costs what changed, not the size of
+the history, no clock is involved, and a row published twice is still one row. The 5-minute
+fact is served for the last `RECENT_FACT_DAYS` days only: longer chart ranges read the
+hourly and daily rollups.
+
+A copy repairs itself: it is rebuilt from the warehouse when it cannot be opened or read,
+when it was made from another warehouse (each has an id; a warehouse rebuilt from the lake
+is a new one, whose load sequence starts again), or when, after catching up, its row counts
+disagree with the warehouse's.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ POINTER = "current"
 @dataclass(frozen=True)
 class ServedTable:
     name: str  # schema.table, the same in the warehouse and the serving copy
-    mode: Literal["replace", "upsert", "append_recent"]
+    mode: Literal["replace", "upsert", "upsert_recent"]
     key: tuple[str, ...] = ()
 
 
@@ -47,9 +53,12 @@ SERVED_TABLES: tuple[ServedTable, ...] = (
     ServedTable("prod.mart_market_overview", "upsert", ("snapshot_at",)),
     ServedTable("prod.mart_coin_hourly", "upsert", ("coin_id", "bucket_at")),
     ServedTable("prod.mart_coin_daily", "upsert", ("coin_id", "bucket_at")),
-    ServedTable("prod.facts_coins", "append_recent", ("coin_id", "snapshot_at")),
+    ServedTable("prod.facts_coins", "upsert_recent", ("coin_id", "snapshot_at")),
     ServedTable("ops.dbt_results", "replace"),
+    ServedTable("ops.dead_letters", "replace"),
+    ServedTable("ops.builds", "replace"),
 )
+OPS_TABLES = tuple(table for table in SERVED_TABLES if table.name.startswith("ops."))
 
 
 @dataclass
@@ -57,6 +66,7 @@ class PublishResult:
     copy: str
     rows_copied: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    rebuilt: str | None = None  # why the copy was rebuilt from the warehouse, if it was
 
 
 def current_copy(serving_dir: Path) -> Path | None:
@@ -75,33 +85,124 @@ def publish(
     *,
     full: bool = False,
     memory_limit: str | None = None,
+    ops_only: bool = False,
 ) -> PublishResult:
     """Bring the copy readers are not using up to date with the warehouse, then point
-    readers at it. `full` rebuilds the copy (after a full refresh or a model change)."""
+    readers at it. `full` rebuilds the copy (after a full refresh or a model change);
+    `ops_only` refreshes only the health page's tables (after a failed build: the models
+    stay as last published)."""
     started = time.perf_counter()
     serving_dir.mkdir(parents=True, exist_ok=True)
     current = current_copy(serving_dir)
     target_name = "b" if current is not None and current.stem == "a" else "a"
     target = serving_dir / f"{target_name}.duckdb"
     result = PublishResult(copy=target_name)
+    if ops_only and current is None:
+        return result  # nothing published yet: the first good build publishes everything
     if current is not None and not target.exists() and not full:
         # the second copy starts as a file copy of the first, then takes the delta: cheaper
         # than reading the same rows out of the warehouse again
         shutil.copyfile(current, target)
+    tables = OPS_TABLES if ops_only else SERVED_TABLES
+    try:
+        _catch_up(target, warehouse_path, tables, result, full=full, memory_limit=memory_limit)
+    except duckdb.Error as exc:
+        if _is_lock_conflict(exc):
+            raise
+        # a copy that cannot be opened or read is rebuilt from the warehouse, never patched
+        result.rebuilt = f"the copy could not be used ({exc.__class__.__name__}: {exc})"[:300]
+        log.warning("serving copy %s rebuilt: %s", target.name, result.rebuilt)
+        _remove_copy(target)
+        result.rows_copied.clear()
+        _catch_up(target, warehouse_path, tables, result, full=True, memory_limit=memory_limit)
+    _point_readers_at(serving_dir, target_name)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _catch_up(
+    target: Path,
+    warehouse_path: Path,
+    tables: tuple[ServedTable, ...],
+    result: PublishResult,
+    *,
+    full: bool,
+    memory_limit: str | None,
+) -> None:
     con = _connect_for_writing(target, memory_limit)
     try:
         con.execute("attach $path as warehouse (read_only)", {"path": str(warehouse_path)})
-        for table in SERVED_TABLES:
-            if _exists(con, "warehouse", table.name):
-                result.rows_copied[table.name] = _sync(con, table, full=full)
-        _write_model_rows(con)
+        warehouse_id = _warehouse_id(con)
+        if not full and tables is SERVED_TABLES and _served_from(con) != warehouse_id:
+            result.rebuilt = "the copy was made from another warehouse (rebuilt from the lake?)"
+            full = True
+        for attempt in ("sync", "check"):
+            for table in tables:
+                if _exists(con, "warehouse", table.name):
+                    result.rows_copied[table.name] = _sync(con, table, full=full)
+            mismatch = None if tables is not SERVED_TABLES else _disagreement(con)
+            if mismatch is None:
+                break
+            if attempt == "check":
+                raise RuntimeError(f"the serving copy still disagrees after a rebuild: {mismatch}")
+            result.rebuilt = f"the copy disagreed with the warehouse: {mismatch}"
+            log.warning("serving copy %s rebuilt: %s", target.name, result.rebuilt)
+            full = True
+        _write_model_rows(con, warehouse_id)
         con.execute("detach warehouse")
         con.execute("checkpoint")
     finally:
         con.close()
-    _point_readers_at(serving_dir, target_name)
-    result.seconds = time.perf_counter() - started
-    return result
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _remove_copy(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+
+
+def _warehouse_id(con: duckdb.DuckDBPyConnection) -> str | None:
+    if not _exists(con, "warehouse", "ops.warehouse_info"):
+        return None
+    return con.execute("select warehouse_id from warehouse.ops.warehouse_info").fetchall()[0][0]
+
+
+def _served_from(con: duckdb.DuckDBPyConnection) -> str | None:
+    catalog = _catalog(con)
+    if not _exists(con, catalog, "ops.published"):
+        return None
+    if "warehouse_id" not in {name for name, _ in _columns(con, catalog, "ops.published")}:
+        return None
+    rows = con.execute("select warehouse_id from ops.published").fetchall()
+    return rows[0][0] if rows else None
+
+
+def _disagreement(con: duckdb.DuckDBPyConnection) -> str | None:
+    """A cheap check after catching up: the copy's row counts must equal the warehouse's
+    (for the fact, over the recent window the copy serves)."""
+    catalog = _catalog(con)
+    for table in SERVED_TABLES:
+        if not _exists(con, "warehouse", table.name) or table.mode == "replace":
+            continue
+        where = ""
+        if table.mode == "upsert_recent":
+            bound = con.execute(f"select max(snapshot_at) from warehouse.{table.name}").fetchall()
+            if bound[0][0] is None:
+                continue
+            where = (
+                f"where snapshot_at >= timestamp '{bound[0][0].isoformat(sep=' ')}' "
+                f"- interval {RECENT_FACT_DAYS} day"
+            )
+        (ours,) = con.execute(f"select count(*) from {catalog}.{table.name} {where}").fetchall()[0]
+        (theirs,) = con.execute(f"select count(*) from warehouse.{table.name} {where}").fetchall()[
+            0
+        ]
+        if ours != theirs:
+            return f"{table.name} has {ours:,} rows, the warehouse {theirs:,}"
+    return None
 
 
 def _connect_for_writing(
@@ -112,8 +213,8 @@ def _connect_for_writing(
     for attempt in range(1, attempts + 1):
         try:
             return duckdb.connect(str(path), config=config)
-        except duckdb.IOException:
-            if attempt == attempts:
+        except duckdb.IOException as exc:
+            if attempt == attempts or not _is_lock_conflict(exc):
                 raise
             time.sleep(0.5)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -153,26 +254,20 @@ def _sync(con: duckdb.DuckDBPyConnection, table: ServedTable, *, full: bool) -> 
         )
 
     if full or table.mode == "replace" or not same_shape:
-        where = f"where {recent_in(source)}" if table.mode == "append_recent" else ""
+        where = f"where {recent_in(source)}" if table.mode == "upsert_recent" else ""
         con.execute(f"create or replace table {table.name} as select * from {source} {where}")
         return con.execute(f"select count(*) from {table.name}").fetchall()[0][0]
 
-    watermark = con.execute(f"select max(loaded_at) from {table.name}").fetchall()[0][0]
+    watermark = con.execute(f"select max(load_seq) from {table.name}").fetchall()[0][0]
     # a literal, not a bound parameter: DuckDB then skips the warehouse's old row groups
     # instead of scanning the whole history (publish grew from 0.14 s to 1.3 s at 90 days)
-    new_rows = f"select * from {source}" + (
-        f" where loaded_at > timestamp '{watermark.isoformat(sep=' ')}'"
-        if watermark is not None
-        else ""
-    )
+    new_rows = f"select * from {source} where load_seq > {int(watermark or 0)}"
+    keys = ", ".join(table.key)
     con.execute("begin transaction")
-    if table.mode == "upsert":
-        keys = ", ".join(table.key)
-        con.execute(
-            f"delete from {table.name} where ({keys}) in (select ({keys}) from ({new_rows}))",
-        )
+    # upsert by key: rows published again (a rerun, a rebuilt model) replace, never double
+    con.execute(f"delete from {table.name} where ({keys}) in (select ({keys}) from ({new_rows}))")
     copied = con.execute(f"insert into {table.name} {new_rows}").fetchall()[0][0]
-    if table.mode == "append_recent":
+    if table.mode == "upsert_recent":
         # the window's end from the copy itself: the warehouse's table holds all of history
         con.execute(f"delete from {table.name} where not ({recent_in(table.name)})")
     con.execute("commit")
@@ -183,7 +278,7 @@ def _catalog(con: duckdb.DuckDBPyConnection) -> str:
     return con.execute("select current_database()").fetchall()[0][0]
 
 
-def _write_model_rows(con: duckdb.DuckDBPyConnection) -> None:
+def _write_model_rows(con: duckdb.DuckDBPyConnection, warehouse_id: str | None) -> None:
     """Row counts of the warehouse's models (the serving copy holds only recent facts)."""
     con.execute("create schema if not exists ops")
     con.execute(
@@ -195,8 +290,9 @@ def _write_model_rows(con: duckdb.DuckDBPyConnection) -> None:
         """
     )
     con.execute(
-        "create or replace table ops.published as select $at::timestamp as published_at",
-        {"at": datetime.now(tz=UTC).replace(tzinfo=None)},
+        "create or replace table ops.published as "
+        "select $at::timestamp as published_at, $id::varchar as warehouse_id",
+        {"at": datetime.now(tz=UTC).replace(tzinfo=None), "id": warehouse_id},
     )
 
 

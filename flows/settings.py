@@ -21,6 +21,12 @@ Source = Literal["coincap", "replay"]
 
 # CoinCap v3 answers at most this many assets per request.
 COINCAP_MAX_PAGE = 2000
+# A pipeline run ends within this, inside its 5-minute slot: Prefect fails a run that takes
+# longer (the flow's `timeout_seconds`), and the next tick finishes what it left (every step
+# is crash-safe). The fetch has its own, shorter deadline (`fetch_deadline_seconds`).
+TICK_TIMEOUT_SECONDS = 270
+# The Prefect event a run emits when a stage refused something (blocks/alerts.py alerts on it).
+DEAD_LETTER_EVENT = "cryptolytics.dead-letter"
 
 
 class Settings(BaseSettings):
@@ -47,7 +53,27 @@ class Settings(BaseSettings):
     source: Source = Field(
         "coincap", description="coincap (live API) or replay (bundled real 2021 data)."
     )
-    http_timeout_seconds: float = Field(20.0, gt=0)
+    http_timeout_seconds: float = Field(
+        20.0, gt=0, description="Longest wait for a connection or for any one read."
+    )
+    http_request_deadline_seconds: float = Field(
+        30.0, gt=0, description="Longest one request may take, body included (a trickle ends)."
+    )
+    fetch_deadline_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Longest one fetch may take: all attempts, backoffs and Retry-After waits "
+        "(inside the tick's 5-minute slot with room for load and build).",
+    )
+    http_max_response_bytes: int = Field(
+        8 * 2**20, ge=1024, description="Cap on the bytes of one answer as received (gzip)."
+    )
+    http_max_body_bytes: int = Field(
+        16 * 2**20,
+        ge=1024,
+        description="Cap on one answer's bytes once decompressed (a real 2,000-asset body is "
+        "about 0.8 MB).",
+    )
     http_max_attempts: int = Field(5, ge=1, description="Attempts per request, first included.")
     http_backoff_seconds: float = Field(1.0, ge=0, description="Base of the exponential backoff.")
     dbt_project_dir: Path = Field(PROJECT_ROOT / "dbt")
@@ -73,7 +99,10 @@ class Settings(BaseSettings):
         "full refresh of long history.",
     )
     lock_timeout_seconds: float = Field(
-        240.0, ge=0, description="How long a pipeline run waits for a running one to finish."
+        60.0,
+        ge=0,
+        description="How long a run waits for a running one to finish (a tick lasts at most "
+        "TICK_TIMEOUT_SECONDS; past this wait the next scheduled tick is near).",
     )
     alert_webhook_url: SecretStr | None = Field(
         None,

@@ -2,12 +2,23 @@
 
 Plain Python, no Prefect and no I/O, so every rule here is unit-tested directly.
 
+The rules match what the warehouses can store, so a body accepted here can always be
+loaded (DuckDB and BigQuery alike): ranks fit a 32-bit integer, numbers are finite doubles
+written in plain ASCII decimal notation, text is valid UTF-8 without control characters,
+market cap, supply and volume are not negative, timestamps fall between 2009 and 2100.
+
+One bad coin hurts only itself: an asset that breaks a rule is left out with a reason
+(`Snapshot.skipped`, recorded by the loader as a dead letter) and the rest of the snapshot
+loads. A body is rejected whole only when it is broken as a whole: not JSON, not the
+`/assets` shape, a duplicated id or key (which copy is right?), or more than
+`MAX_INVALID_SHARE` of its assets unusable. Whatever the bytes, parsing raises nothing but
+`InvalidSnapshot` (a hypothesis test feeds it arbitrary bytes and arbitrary JSON).
+
 Precision: CoinCap sends numbers as strings with up to 16 decimals. We check each one
-with `Decimal` (exact, so "abc", "NaN", "Infinity" and "1e400" are caught) and keep it as
-an IEEE double, which holds 15-17 significant digits: far more than any price, supply or
-market cap carries in meaning, and, unlike a fixed-scale DECIMAL(38, 9), it keeps the
-relative precision of micro-cap prices such as 1.3e-08. The exact strings stay in the raw
-lake file, so nothing is lost for good.
+with `Decimal` (exact) and keep it as an IEEE double, which holds 15-17 significant digits:
+far more than any price, supply or market cap carries in meaning, and, unlike a fixed-scale
+DECIMAL(38, 9), it keeps the relative precision of micro-cap prices such as 1.3e-08. The
+exact strings stay in the raw lake file, so nothing is lost for good.
 """
 
 from __future__ import annotations
@@ -24,6 +35,11 @@ from typing import Any
 # Ids are CoinCap's slugs ("bitcoin", and real oddities like "boringdao-[old]"). One may end
 # up in a lake path or URL, so no separators, control characters or leading dot.
 ASSET_ID_PATTERN = re.compile(r"[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]{0,127}")
+# Numbers as strings: plain decimal notation in ASCII digits. No exponent ("1e5"), no `_`
+# separators and no non-ASCII digits ("١٢٣"), all of which Python's Decimal would accept:
+# CoinCap never sends them, and a warehouse's own cast may read them differently.
+PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,40}(?:\.[0-9]{1,40})?")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 REQUIRED_FIELDS = ("id", "rank", "priceUsd")
 # CoinCap's numeric fields, body name -> column name; any may be null except priceUsd.
@@ -36,7 +52,17 @@ NUMERIC_FIELDS = {
     "changePercent24Hr": "change_percent_24hr",
     "vwap24Hr": "vwap_24hr",
 }
-TEXT_FIELDS = ("symbol", "name", "explorer")
+# A negative amount of any of these is a broken value, not a market fact (the change may be).
+NON_NEGATIVE_FIELDS = ("supply", "maxSupply", "marketCapUsd", "volumeUsd24Hr", "vwap24Hr")
+# Longest text kept per field; CoinCap's longest name in the recorded body is 32 characters.
+TEXT_FIELDS = {"symbol": 64, "name": 256, "explorer": 2048}
+# The raw tables' `rank integer` (DuckDB: 32-bit; BigQuery INT64 holds more).
+MAX_RANK = 2**31 - 1
+# Market time before Bitcoin or after 2100 is a broken clock or field, not a snapshot.
+EARLIEST_MS = 1230768000000  # 2009-01-01T00:00:00Z
+LATEST_MS = 4102444800000  # 2100-01-01T00:00:00Z
+# More unusable assets than this share (beyond the first few) means the body is broken.
+MAX_INVALID_SHARE = 0.1
 
 
 class InvalidSnapshot(ValueError):
@@ -45,6 +71,10 @@ class InvalidSnapshot(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _BadValue(ValueError):
+    """One asset (or history point) breaks a rule: it is skipped, the body is not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +104,11 @@ class Snapshot:
 
     timestamp_ms: int
     assets: tuple[Asset, ...]
-    # Assets left out, with why: a price of 0 is CoinCap's way of printing a price below
-    # 1e-16 at 16 decimals; the coin has no usable price in this snapshot, the rest does.
+    # Assets left out, each with why. `skipped`: a price of 0, CoinCap's way of printing a
+    # price below 1e-16 at 16 decimals (a fact). `rejected`: a value that breaks a rule (a
+    # defect, recorded as a dead letter). The rest of the snapshot loads either way.
     skipped: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()
 
     @property
     def taken_at(self) -> datetime:
@@ -92,16 +124,54 @@ def shutdown_notice(body: Any) -> str | None:
     if isinstance(body, dict) and isinstance(body.get("data"), dict):
         data = body["data"]
         message = data.get("message") or data.get("error") or json.dumps(data)[:300]
-        return str(message)
+        return str(message)[:300]
     return None
 
 
-def parse_snapshot(raw: bytes, *, max_assets: int | None = None) -> Snapshot:
-    """Validate a raw `/assets` body; raise `InvalidSnapshot` on anything we would not load."""
+def _refuse_constant(name: str) -> Any:
+    raise InvalidSnapshot(f"body holds the non-standard JSON constant {name}")
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        keys = [key for key, _ in pairs]
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise InvalidSnapshot(f"a JSON object repeats the key {twice[:40]!r}")
+    return result
+
+
+def load_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity literals, no repeated keys in an object."""
     try:
-        body = json.loads(raw)
+        return json.loads(
+            raw,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_object_without_duplicate_keys,
+        )
+    except InvalidSnapshot:
+        raise
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidSnapshot(f"body is not JSON ({exc.__class__.__name__}: {exc})") from None
+    except RecursionError:
+        raise InvalidSnapshot("body is JSON nested too deeply to be an `/assets` answer") from None
+
+
+def parse_snapshot(raw: bytes, *, max_assets: int | None = None) -> Snapshot:
+    """Validate a raw `/assets` body; raise `InvalidSnapshot` on anything we would not load,
+    and nothing else, whatever the bytes."""
+    try:
+        return _parse_snapshot(raw, max_assets)
+    except InvalidSnapshot:
+        raise
+    except Exception as exc:  # a rule we did not foresee must still be a quarantine
+        raise InvalidSnapshot(
+            f"body could not be validated ({exc.__class__.__name__}: {str(exc)[:200]})"
+        ) from None
+
+
+def _parse_snapshot(raw: bytes, max_assets: int | None) -> Snapshot:
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise InvalidSnapshot(f"body is a JSON {type(body).__name__}, expected an object")
     notice = shutdown_notice(body)
@@ -110,88 +180,153 @@ def parse_snapshot(raw: bytes, *, max_assets: int | None = None) -> Snapshot:
     data = body.get("data")
     if not isinstance(data, list):
         raise InvalidSnapshot(f"`data` is {_kind(data)}, expected a list of assets")
-    timestamp = body.get("timestamp")
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp <= 0:
-        raise InvalidSnapshot(f"`timestamp` is {_kind(timestamp)}, expected epoch milliseconds")
+    timestamp = _epoch_ms(body.get("timestamp"), "`timestamp`")
     if max_assets is not None and len(data) > max_assets:
         raise InvalidSnapshot(f"{len(data)} assets returned but at most {max_assets} were asked")
     assets: list[Asset] = []
     skipped: list[str] = []
+    rejected: list[str] = []
     for item in _iter_assets(data):
         if isinstance(item, Asset):
             assets.append(item)
         else:
-            skipped.append(item)
-    return Snapshot(timestamp_ms=timestamp, assets=tuple(assets), skipped=tuple(skipped))
+            (rejected if item.invalid else skipped).append(item.reason)
+    if len(rejected) > max(3, MAX_INVALID_SHARE * len(data)):
+        raise InvalidSnapshot(
+            f"{len(rejected)} of {len(data)} assets are unusable, a broken body rather than a "
+            f"few bad coins; first: {rejected[0]}"
+        )
+    return Snapshot(
+        timestamp_ms=timestamp,
+        assets=tuple(assets),
+        skipped=tuple(skipped),
+        rejected=tuple(rejected),
+    )
 
 
-def _iter_assets(data: list[Any]) -> Iterator[Asset | str]:
-    """Each valid asset, or a sentence saying why one is skipped; raises on a broken body."""
+@dataclass(frozen=True, slots=True)
+class _Skip:
+    reason: str
+    invalid: bool  # False for a dust price printed as 0: a fact, not a defect
+
+
+def _iter_assets(data: list[Any]) -> Iterator[Asset | _Skip]:
+    """Each valid asset, or why one is skipped; raises only on a body broken as a whole."""
     seen: set[str] = set()
     for position, item in enumerate(data):
         where = f"asset #{position}"
-        if not isinstance(item, dict):
-            raise InvalidSnapshot(f"{where} is {_kind(item)}, expected an object")
-        for name in REQUIRED_FIELDS:
-            if item.get(name) is None:
-                raise InvalidSnapshot(f"{where} lacks required field `{name}`")
-        asset_id = item["id"]
-        if not isinstance(asset_id, str) or not ASSET_ID_PATTERN.fullmatch(asset_id):
-            raise InvalidSnapshot(f"{where} has an unusable id {asset_id!r}")
-        where = f"asset {asset_id!r}"
-        if asset_id in seen:
-            raise InvalidSnapshot(f"duplicate id {asset_id!r}")
-        seen.add(asset_id)
-        numbers = {
-            column: _number(item.get(name), f"{where} `{name}`")
-            for name, column in NUMERIC_FIELDS.items()
-        }
-        price = numbers["price_usd"]
-        if price is None or price < 0:
-            raise InvalidSnapshot(
-                f"{where} `priceUsd` must not be negative, got {item['priceUsd']!r}"
-            )
-        if price == 0:
-            yield f"{where}: priceUsd is {item['priceUsd']!r} (below what 16 decimals show)"
-            continue
-        texts = {name: _text(item.get(name), f"{where} `{name}`") for name in TEXT_FIELDS}
-        yield Asset(
-            id=asset_id,
-            rank=_rank(item["rank"], where),
-            price_usd=price,
-            **{k: v for k, v in numbers.items() if k != "price_usd"},
-            **texts,
-        )
+        asset_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(asset_id, str) and ASSET_ID_PATTERN.fullmatch(asset_id) and _utf8(asset_id):
+            where = f"asset {asset_id!r}"
+            if asset_id in seen:
+                raise InvalidSnapshot(f"duplicate id {asset_id!r}")
+            seen.add(asset_id)
+        try:
+            yield _asset(item, where)
+        except _BadValue as exc:
+            yield _Skip(f"{where}: {exc}", invalid=True)
+        except _DustPrice as exc:
+            yield _Skip(f"{where}: {exc}", invalid=False)
+
+
+class _DustPrice(Exception):
+    """priceUsd "0.0000000000000000": below what 16 decimals show."""
+
+
+def _asset(item: Any, where: str) -> Asset:
+    if not isinstance(item, dict):
+        raise _BadValue(f"is {_kind(item)}, expected an object")
+    for name in REQUIRED_FIELDS:
+        if item.get(name) is None:
+            raise _BadValue(f"lacks required field `{name}`")
+    asset_id = item["id"]
+    if not isinstance(asset_id, str) or not ASSET_ID_PATTERN.fullmatch(asset_id):
+        raise _BadValue(f"has an unusable id {_preview(asset_id)}")
+    if not _utf8(asset_id):
+        raise _BadValue("has an id that is not valid UTF-8 text")
+    numbers = {
+        column: _number(item.get(name), f"`{name}`") for name, column in NUMERIC_FIELDS.items()
+    }
+    for name in NON_NEGATIVE_FIELDS:
+        value = numbers[NUMERIC_FIELDS[name]]
+        if value is not None and value < 0:
+            raise _BadValue(f"`{name}` must not be negative, got {_preview(item[name])}")
+    price = numbers["price_usd"]
+    if price is None or price < 0:
+        raise _BadValue(f"`priceUsd` must not be negative, got {_preview(item['priceUsd'])}")
+    if price == 0:
+        raise _DustPrice(f"priceUsd is {_preview(item['priceUsd'])} (below what 16 decimals show)")
+    texts = {name: _text(item.get(name), f"`{name}`", limit) for name, limit in TEXT_FIELDS.items()}
+    return Asset(
+        id=asset_id,
+        rank=_rank(item["rank"]),
+        price_usd=price,
+        **{k: v for k, v in numbers.items() if k != "price_usd"},
+        **texts,
+    )
 
 
 def _number(value: Any, where: str) -> float | None:
+    """A finite double from a JSON number or a plain decimal string."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise InvalidSnapshot(f"{where} is {_kind(value)}, expected a number")
+        raise _BadValue(f"{where} is {_kind(value)}, expected a number")
+    if isinstance(value, str) and not PLAIN_DECIMAL.fullmatch(value):
+        raise _BadValue(f"{where} is not a plain decimal number: {_preview(value)}")
     try:
-        exact = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidSnapshot(f"{where} is not a number: {str(value)[:40]!r}") from None
-    if not exact.is_finite():
-        raise InvalidSnapshot(f"{where} is not finite: {value!r}")
-    as_float = float(exact)
-    if not math.isfinite(as_float):
-        raise InvalidSnapshot(f"{where} overflows a double: {str(value)[:40]!r}")
+        exact = Decimal(value if isinstance(value, str) else repr(value))
+        as_float = float(exact)
+    except (InvalidOperation, OverflowError, ValueError):
+        raise _BadValue(f"{where} is not a number: {_preview(value)}") from None
+    if not exact.is_finite() or not math.isfinite(as_float):
+        raise _BadValue(f"{where} is not finite or overflows a double: {_preview(value)}")
     return as_float
 
 
-def _rank(value: Any, where: str) -> int:
-    number = _number(value, f"{where} `rank`")
-    if number is None or number != int(number) or number < 1:
-        raise InvalidSnapshot(f"{where} `rank` must be a whole number >= 1, got {value!r}")
+def _rank(value: Any) -> int:
+    number = _number(value, "`rank`")
+    if number is None or number != int(number) or not 1 <= number <= MAX_RANK:
+        raise _BadValue(
+            f"`rank` must be a whole number from 1 to {MAX_RANK}, got {_preview(value)}"
+        )
     return int(number)
 
 
-def _text(value: Any, where: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise InvalidSnapshot(f"{where} is {_kind(value)}, expected text")
+def _text(value: Any, where: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _BadValue(f"{where} is {_kind(value)}, expected text")
+    if not _utf8(value):
+        raise _BadValue(f"{where} is not valid UTF-8 text (a lone surrogate?)")
+    if CONTROL_CHARACTERS.search(value):
+        raise _BadValue(f"{where} holds a control character")
+    if len(value) > limit:
+        raise _BadValue(f"{where} is {len(value)} characters long, more than {limit}")
+    return value
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _epoch_ms(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSnapshot(f"{where} is {_kind(value)}, expected epoch milliseconds")
+    if not EARLIEST_MS <= value < LATEST_MS:
+        raise InvalidSnapshot(f"{where} {value} is not between 2009 and 2100 in epoch milliseconds")
+    return value
+
+
+def _preview(value: Any) -> str:
+    """A value as a short, printable quote for a reason (upstream text may be anything)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _kind(value: Any) -> str:
@@ -211,18 +346,32 @@ class HistoryPoint:
 
 @dataclass(frozen=True, slots=True)
 class HistoryWindow:
-    """A validated history body; `skipped` as for snapshots (dust prices printed as 0)."""
+    """A validated history body; `skipped` and `rejected` as for snapshots (points outside
+    the window asked for are skipped)."""
 
     points: tuple[HistoryPoint, ...]
     skipped: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()
 
 
-def parse_history(raw: bytes) -> HistoryWindow:
-    """Validate a raw history body: fields `priceUsd`, `time`, `date`, `circulatingSupply`."""
+def parse_history(raw: bytes, *, window: tuple[int, int] | None = None) -> HistoryWindow:
+    """Validate a raw history body: fields `priceUsd`, `time`, `date`, `circulatingSupply`.
+
+    With `window` (start, end ms), the answer must be about that window: points outside it
+    are skipped, and an answer with points but none inside is rejected, since a server that
+    ignores `start`/`end` would otherwise mark the window done with nothing in it."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidSnapshot(f"body is not JSON ({exc.__class__.__name__}: {exc})") from None
+        return _parse_history(raw, window)
+    except InvalidSnapshot:
+        raise
+    except Exception as exc:
+        raise InvalidSnapshot(
+            f"body could not be validated ({exc.__class__.__name__}: {str(exc)[:200]})"
+        ) from None
+
+
+def _parse_history(raw: bytes, window: tuple[int, int] | None) -> HistoryWindow:
+    body = load_json(raw)
     notice = shutdown_notice(body)
     if notice is not None:
         raise InvalidSnapshot(f"`data` is an object, not a list (v2 shutdown body?): {notice}")
@@ -231,29 +380,49 @@ def parse_history(raw: bytes) -> HistoryWindow:
         raise InvalidSnapshot(f"`data` is {_kind(data)}, expected a list of points")
     points: list[HistoryPoint] = []
     skipped: list[str] = []
+    rejected: list[str] = []
+    outside = 0
     seen: set[int] = set()
     for position, item in enumerate(data):
         where = f"point #{position}"
         if not isinstance(item, dict):
             raise InvalidSnapshot(f"{where} is {_kind(item)}, expected an object")
-        time_ms = item.get("time")
-        if isinstance(time_ms, bool) or not isinstance(time_ms, int) or time_ms <= 0:
-            raise InvalidSnapshot(
-                f"{where} `time` is {_kind(time_ms)}, expected epoch milliseconds"
-            )
+        time_ms = _epoch_ms(item.get("time"), f"{where} `time`")
         if time_ms in seen:
             raise InvalidSnapshot(f"duplicate time {time_ms}")
         seen.add(time_ms)
-        price = _number(item.get("priceUsd"), f"{where} `priceUsd`")
-        if price is None or price < 0:
-            raise InvalidSnapshot(f"{where} `priceUsd` must be a non-negative number")
-        if price == 0:
-            skipped.append(f"{where}: priceUsd is {item['priceUsd']!r}")
+        if window is not None and not window[0] <= time_ms < window[1]:
+            outside += 1
             continue
-        supply = _number(item.get("circulatingSupply"), f"{where} `circulatingSupply`")
+        try:
+            price = _number(item.get("priceUsd"), "`priceUsd`")
+            if price is None or price < 0:
+                raise _BadValue("`priceUsd` must be a non-negative number")
+            supply = _number(item.get("circulatingSupply"), "`circulatingSupply`")
+            if supply is not None and supply < 0:
+                raise _BadValue("`circulatingSupply` must not be negative")
+        except _BadValue as exc:
+            rejected.append(f"{where}: {exc}")
+            continue
+        if price == 0:
+            skipped.append(f"{where}: priceUsd is {_preview(item['priceUsd'])}")
+            continue
         points.append(HistoryPoint(time_ms, price, supply))
+    if outside and not points and not rejected:
+        raise InvalidSnapshot(
+            f"none of the {outside} points is inside the window asked for: the server "
+            "ignored `start`/`end`"
+        )
+    if outside:
+        skipped.append(f"{outside} point(s) outside the window asked for")
+    if len(rejected) > max(3, MAX_INVALID_SHARE * len(data)):
+        raise InvalidSnapshot(
+            f"{len(rejected)} of {len(data)} points are unusable; first: {rejected[0]}"
+        )
     return HistoryWindow(
-        points=tuple(sorted(points, key=lambda p: p.time_ms)), skipped=tuple(skipped)
+        points=tuple(sorted(points, key=lambda p: p.time_ms)),
+        skipped=tuple(skipped),
+        rejected=tuple(rejected),
     )
 
 

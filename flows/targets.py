@@ -21,8 +21,9 @@ class Target:
     dbt_target: str
     dbt_env: dict[str, str] = field(default_factory=dict)  # what the dbt profile reads
     release_dbt: Callable[[], None] = lambda: None  # free dbt's handles after a run
-    # make the new models visible to the app (full=True after a full refresh)
-    publish: Callable[[bool], PublishResult | None] = lambda full: None
+    # make the new models visible to the app: (full after a full refresh, ops_only after a
+    # failed build: only the health page's tables)
+    publish: Callable[[bool, bool], PublishResult | None] = lambda full, ops_only: None
     open_reader: Callable[[], Reader] | None = None  # what the app queries
 
 
@@ -48,7 +49,9 @@ def _local(settings: Settings) -> Target:
         dbt_target=settings.resolved_dbt_target,
         dbt_env={"DBT_DUCKDB_PATH": str(path), "DBT_DUCKDB_MEMORY_LIMIT": memory},
         release_dbt=_release_dbt_duckdb,
-        publish=lambda full: publish(path, serving_dir, full=full, memory_limit=memory),
+        publish=lambda full, ops_only: publish(
+            path, serving_dir, full=full, memory_limit=memory, ops_only=ops_only
+        ),
         open_reader=lambda: ServingReader(serving_dir),
     )
 
@@ -117,7 +120,7 @@ def _cloud(settings: Settings) -> Target:
             "DBT_BIGQUERY_KEYFILE": str(keyfile.resolve()) if keyfile else "",
             "DBT_BIGQUERY_API_ENDPOINT": settings.bigquery_api_endpoint or "",
         },
-        publish=lambda full: _publish_cloud(open_warehouse),
+        publish=lambda full, ops_only: None if ops_only else _publish_cloud(open_warehouse),
         open_reader=lambda: BigQueryReader(
             client(), settings.bigquery_prod_dataset, settings.bigquery_location
         ),

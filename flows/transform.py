@@ -5,12 +5,20 @@
 dbt runs in this process from a manifest parsed once per process (flows/dbt_build.py), as one
 Prefect task that logs every node as it finishes and leaves a table artifact of the node
 results, so the Prefect UI still shows the whole dbt run without one task per node.
+
+The tests of a build look at the rows loaded since the last passing build (by load
+sequence), so one old row cannot fail every later build. The staging gate stores its failing
+rows; when only the gate fails, the lake files behind those rows are dead letters: moved to
+quarantine with the failing tests as the reason, their rows taken out of the raw tables, and
+the build runs again without them. Any other failure is a defect in a model: it holds
+publishing (the last good serving copy stays) and fails the run; the health page shows the
+failed build either way.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -18,10 +26,12 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.dbt_build import DbtBuild, WarmDbt
+from flows.lake import source_of
+from flows.locking import exclusive_run
 from flows.serving import PublishResult
 from flows.settings import Settings, get_settings
 from flows.targets import Target, resolve_target
-from flows.warehouse import DbtNodeResult
+from flows.warehouse import BuildScope, DbtNodeResult, DeadLetter
 
 
 class DbtBuildFailed(RuntimeError):
@@ -38,8 +48,17 @@ def warm_dbt(target: Target, project_dir: str) -> WarmDbt:
     return _warm[key]
 
 
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def read_build_scope(target: Target) -> tuple[BuildScope, bool]:
+    """What this build tests, and whether the models need one full rebuild (an upgrade)."""
+    with target.open_warehouse() as warehouse:
+        return warehouse.build_scope(), warehouse.models_predate_load_seq()
+
+
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=[5])
-def dbt_build(target: Target, project_dir: str, full_refresh: bool) -> DbtBuild:
+def dbt_build(
+    target: Target, project_dir: str, full_refresh: bool, tests_after_seq: int = 0
+) -> DbtBuild:
     """All models and data tests in one task; each finished node is logged as it happens."""
     logger = get_run_logger()
 
@@ -49,7 +68,12 @@ def dbt_build(target: Target, project_dir: str, full_refresh: bool) -> DbtBuild:
 
     runner = warm_dbt(target, project_dir)
     runner.on_node = log_node
-    build = runner.build(target.dbt_target, target.dbt_env, full_refresh=full_refresh)
+    build = runner.build(
+        target.dbt_target,
+        target.dbt_env,
+        full_refresh=full_refresh,
+        run_env={"CRYPTOLYTICS_TESTS_AFTER_SEQ": str(tests_after_seq)},
+    )
     logger.info(
         "dbt: %s, build %.2fs.",
         f"parsed in {build.parse_seconds:.2f}s" if build.parsed else "warm manifest reused",
@@ -73,9 +97,39 @@ def dbt_build(target: Target, project_dir: str, full_refresh: bool) -> DbtBuild:
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
-def publish_for_readers(target: Target, full: bool) -> PublishResult | None:
-    """Make the new models visible to the app (see flows/serving.py)."""
-    return target.publish(full)
+def publish_for_readers(target: Target, full: bool, ops_only: bool = False) -> PublishResult | None:
+    """Make the new models visible to the app (see flows/serving.py); `ops_only` after a
+    failed build: the health page learns of it, the models stay as last published."""
+    return target.publish(full, ops_only)
+
+
+def gate_failures(build: DbtBuild) -> list[DbtNodeResult] | None:
+    """The failing staging-gate tests, when nothing but them failed (a data defect the
+    files can be quarantined for); None when anything else failed (a model defect)."""
+    failing = [n for n in build.nodes if n.status in ("error", "fail")]
+    if build.error or not failing or any(n.failures_relation is None for n in failing):
+        return None
+    return failing
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def dead_letter_gate_failures(target: Target, failing: list[DbtNodeResult]) -> dict[str, str]:
+    """Move the lake files behind the gate's failing rows to quarantine. Copy and note,
+    then the rows out of the warehouse, then the lake file: a crash at any point is
+    finished by the next build (a file still in the lake is loaded and refused again)."""
+    reason = "dbt test(s) failed on its rows: " + ", ".join(n.node for n in failing)
+    moved: dict[str, str] = {}
+    with target.open_warehouse() as warehouse:
+        paths = warehouse.failing_lake_paths([n.failures_relation or "" for n in failing])
+        for path in sorted(paths):
+            kept = target.lake.dead_letter(path, "build", reason, remove=False)
+            warehouse.forget_file(path)
+            warehouse.record_dead_letters(
+                [DeadLetter("build", source_of(path), path, reason, kept)]
+            )
+            target.lake.remove(path)
+            moved[path] = reason
+    return moved
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
@@ -85,9 +139,11 @@ def apply_retention(target: Target, days: int) -> int:
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
-def record_dbt_results(target: Target, results: list[DbtNodeResult]) -> None:
+def record_dbt_results(
+    target: Target, results: list[DbtNodeResult], scope: BuildScope | None = None
+) -> None:
     with target.open_warehouse() as warehouse:
-        warehouse.record_dbt_results(results)
+        warehouse.record_dbt_results(results, scope)
 
 
 @dataclass(frozen=True)
@@ -96,14 +152,34 @@ class TransformResult:
     tests_passed: int
     seconds: float  # dbt build wall time (parse excluded)
     publish_seconds: float
+    dead_lettered: dict[str, str] = field(default_factory=dict)  # lake file -> why
 
 
 def build_and_publish(settings: Settings, target: Target, full_refresh: bool) -> TransformResult:
     """dbt build, its results kept, retention, then publish for the app (inside any flow)."""
     logger = get_run_logger()
-    build = dbt_build(target, str(settings.dbt_project_dir), full_refresh)
-    record_dbt_results(target, build.nodes)
+    scope, predates = read_build_scope(target)
+    if predates and not full_refresh:
+        logger.warning(
+            "The models were built by a release without load sequences: rebuilding them in "
+            "full once (then incremental again)."
+        )
+        full_refresh = True
+    project = str(settings.dbt_project_dir)
+    build = dbt_build(target, project, full_refresh, scope.after_seq)
+    dead_lettered: dict[str, str] = {}
+    failing = gate_failures(build)
+    if failing is not None:
+        record_dbt_results(target, build.nodes)
+        dead_lettered = dead_letter_gate_failures(target, failing)
+        for path, reason in dead_lettered.items():
+            logger.error("Dead letter: %s moved to quarantine: %s", path, reason)
+        if dead_lettered:
+            scope, _ = read_build_scope(target)
+            build = dbt_build(target, project, full_refresh, scope.after_seq)
+    record_dbt_results(target, build.nodes, scope)
     if not build.success:
+        publish_for_readers(target, False, ops_only=True)
         raise DbtBuildFailed(f"dbt build failed: {build.failed or build.error}")
     if settings.facts_retention_days:
         dropped = apply_retention(target, settings.facts_retention_days)
@@ -131,6 +207,7 @@ def build_and_publish(settings: Settings, target: Target, full_refresh: bool) ->
         tests_passed=build.tests_passed,
         seconds=build.build_seconds,
         publish_seconds=published.seconds if published else 0.0,
+        dead_lettered=dead_lettered,
     )
 
 
@@ -138,7 +215,8 @@ def build_and_publish(settings: Settings, target: Target, full_refresh: bool) ->
 def transform(full_refresh: bool = False) -> TransformResult:
     """Build every dbt model incrementally (or from scratch) and run the data tests."""
     settings = get_settings()
-    return build_and_publish(settings, resolve_target(settings), full_refresh)
+    with exclusive_run(settings.pipeline_lock_path, timeout_seconds=settings.lock_timeout_seconds):
+        return build_and_publish(settings, resolve_target(settings), full_refresh)
 
 
 def main() -> None:

@@ -55,4 +55,4 @@ def tick(settings: Settings, snapshots: list[tuple[str, int, bytes]]) -> None:
     results = run_dbt(settings, "build")
     with DuckDBWarehouse(settings.duckdb_path) as warehouse:
         warehouse.record_dbt_results(results)
-    resolve_target(settings).publish(False)
+    resolve_target(settings).publish(False, False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from werkzeug import Request, Response
 from flows.coincap import (
     CoinCapAuthError,
     CoinCapClient,
+    CoinCapError,
     CoinCapShutdownError,
     CoinCapUnavailable,
     combine_pages,
@@ -152,3 +154,114 @@ def test_keeps_failing_5xx_raises_unavailable(httpserver: HTTPServer) -> None:
         client.fetch_asset_pages(100)
     assert len(httpserver.log) == 4
     assert len(sleeps) == 3
+
+
+# Every wait is bounded, and the key never leaves the client.
+
+
+def test_a_server_that_trickles_bytes_is_cut_off_at_the_request_deadline(
+    httpserver: HTTPServer,
+) -> None:
+    """httpx's timeout is per read: 1 byte every 0.2 s would never trip it."""
+
+    def trickle(request: Request) -> Response:
+        def chunks() -> object:
+            for _ in range(100):  # 20 s of trickling if nobody stops it
+                yield b" "
+                time.sleep(0.2)
+
+        return Response(chunks(), direct_passthrough=True)
+
+    httpserver.expect_request("/v3/assets").respond_with_handler(trickle)
+    started = time.monotonic()
+    with (
+        client_for(httpserver, Sleeps(), max_attempts=2, request_deadline_seconds=1.0) as client,
+        pytest.raises(CoinCapUnavailable, match=r"not complete after 1s \(the request's deadline"),
+    ):
+        client.fetch_asset_pages(100)
+    assert time.monotonic() - started < 10  # two attempts of 1 s, not 2 x 20 s
+    assert len(httpserver.log) == 2
+
+
+def test_retry_after_longer_than_the_fetch_deadline_ends_the_fetch_at_once(
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request("/v3/assets").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "3600"}
+    )
+    sleeps = Sleeps()
+    with (
+        client_for(httpserver, sleeps, fetch_deadline_seconds=60) as client,
+        pytest.raises(CoinCapUnavailable, match=r"waiting 3600s .* would pass the fetch deadline"),
+    ):
+        client.fetch_asset_pages(100)
+    assert sleeps == []  # no hour-long wait holding the tick and the lock
+
+
+def test_a_gzip_bomb_stops_at_the_body_cap(httpserver: HTTPServer) -> None:
+    import gzip
+
+    bomb = gzip.compress(b" " * (200 * 2**20))  # 200 MB of JSON whitespace, ~200 KB sent
+    httpserver.expect_request("/v3/assets").respond_with_data(
+        bomb, headers={"Content-Encoding": "gzip"}, content_type="application/json"
+    )
+    with (
+        client_for(httpserver, Sleeps(), max_attempts=1, max_body_bytes=16 * 2**20) as client,
+        pytest.raises(CoinCapUnavailable, match="inflates to more than 16,777,216 bytes"),
+    ):
+        client.fetch_asset_pages(100)
+
+
+def test_an_answer_larger_than_the_cap_is_not_read_to_the_end(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/v3/assets").respond_with_data(b"x" * (3 * 2**20))
+    with (
+        client_for(httpserver, Sleeps(), max_attempts=1, max_compressed_bytes=2**20) as client,
+        pytest.raises(CoinCapUnavailable, match="larger than 1,048,576 bytes"),
+    ):
+        client.fetch_asset_pages(100)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "reason"),
+    [
+        ("gzip", b'{"data": []}', "says gzip but is not"),
+        ("br", b"\x00\x01", "an encoding we did not ask for ('br')"),
+    ],
+)
+def test_a_body_that_lies_about_its_encoding_is_a_clear_error_without_the_key(
+    httpserver: HTTPServer, encoding: str, body: bytes, reason: str
+) -> None:
+    """httpx's own DecodingError carries the request, headers and key included, into
+    whatever pickles it (Prefect's result storage): ours carries a sentence."""
+    import pickle
+
+    httpserver.expect_request("/v3/assets").respond_with_data(
+        body, headers={"Content-Encoding": encoding}
+    )
+    with (
+        client_for(httpserver, Sleeps(), max_attempts=2) as client,
+        pytest.raises(CoinCapUnavailable, match=re.escape(reason)) as caught,
+    ):
+        client.fetch_asset_pages(100)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__ is False
+    assert b"test-key" not in pickle.dumps(caught.value)
+
+
+def test_upstream_text_echoing_the_key_is_redacted(
+    httpserver: HTTPServer, recorded_assets: bytes
+) -> None:
+    def echo(request: Request) -> Response:
+        headers = json.dumps(dict(request.headers))
+        if request.args["limit"] == "1":
+            return Response(f"bad request, you sent {headers}", status=400)
+        body = json.loads(recorded_assets)
+        body["data"][0]["name"] = f"debug proxy saw {request.headers['Authorization']}"
+        return Response(json.dumps(body))
+
+    httpserver.expect_request("/v3/assets").respond_with_handler(echo)
+    with client_for(httpserver, Sleeps()) as client:
+        (page,) = client.fetch_asset_pages(100)
+        with pytest.raises(CoinCapError) as caught:
+            client.fetch_asset_pages(1)
+    assert b"test-key" not in page and b"debug proxy saw Bearer [redacted]" in page
+    assert "test-key" not in str(caught.value) and "Authorization" in str(caught.value)

@@ -61,7 +61,7 @@ def test_quarantine_keeps_the_body_and_the_reason(tmp_path: Path) -> None:
         "coincap", b"<html>oops</html>", "body is not JSON", context={"status": 200}
     )
 
-    assert where.startswith("quarantine/coincap/assets/date=")
+    assert where.startswith("quarantine/coincap/fetch/assets/date=")
     assert lake.read(where) == b"<html>oops</html>"
     note = json.loads((tmp_path / where.replace(".json.gz", ".reason.json")).read_text())
     assert note["reason"] == "body is not JSON"

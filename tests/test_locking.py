@@ -65,3 +65,38 @@ def test_a_killed_run_releases_the_lock_at_once(tmp_path: Path) -> None:
     holder.wait()
     with exclusive_run(lock, timeout_seconds=2) as waited:
         assert waited < 1
+
+
+def test_a_flow_holding_the_lock_can_call_another_that_takes_it(tmp_path: Path) -> None:
+    """backfill holds the lock and calls the load and transform flows, which take it too."""
+    lock = tmp_path / "pipeline.lock"
+    with exclusive_run(lock, timeout_seconds=1):
+        with exclusive_run(lock, timeout_seconds=1) as waited:
+            assert waited == 0.0
+        # still held by us after the inner one let go: another process cannot get it
+        probe = subprocess.run(
+            [sys.executable, "-c", HOLD_LOCK.replace("timeout_seconds=5", "timeout_seconds=0.2"),
+             str(lock), "0"],
+            capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+        assert "PipelineBusy" in probe.stderr
+    with exclusive_run(lock, timeout_seconds=1) as waited:  # and released at the outermost
+        assert waited < 1
+
+
+def test_another_thread_of_the_same_process_waits(tmp_path: Path) -> None:
+    import threading
+
+    lock, order = tmp_path / "pipeline.lock", []
+
+    def second() -> None:
+        with exclusive_run(lock, timeout_seconds=5):
+            order.append("second")
+
+    with exclusive_run(lock, timeout_seconds=1):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)
+        order.append("first done")
+    thread.join()
+    assert order == ["first done", "second"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +15,7 @@ import pytest
 
 from flows.lake import Lake
 from flows.snapshot import parse_snapshot
-from flows.warehouse import DuckDBWarehouse, LoadError, load_pending
+from flows.warehouse import DuckDBWarehouse, load_pending
 from tests.conftest import RECORDED_TIMESTAMP, body_variant
 
 FIVE_MINUTES = 300_000
@@ -127,20 +129,184 @@ def test_a_file_written_but_not_loaded_is_loaded_by_the_next_run(
     assert table_counts(db)[1] == 2
 
 
-def test_an_unreadable_lake_file_fails_loudly_and_the_rest_still_load(
+LATER = RECORDED_TIMESTAMP + 10 * FIVE_MINUTES  # after every file of fill_lake(..., 2)
+
+
+def dead_letters(db: Path) -> list[tuple[str, str, str, str | None]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(
+            "select stage, item, reason, kept_at from ops.dead_letters order by item, reason"
+        ).fetchall()
+
+
+def _poison(recorded_assets: bytes, **first_asset: object) -> bytes:
+    body = json.loads(body_variant(recorded_assets, timestamp_ms=RECORDED_TIMESTAMP - 60_000))
+    body["data"][0].update(first_asset)
+    return json.dumps(body).encode()
+
+
+# Lake files an older release (or a person) may have left: each must hurt only itself.
+BROKEN_LAKE_FILES = {
+    "zero-length file": (lambda good: b"", "the file is empty"),
+    "truncated gzip": (lambda good: gzip.compress(good)[:200], "truncated gzip"),
+    "not gzip at all": (lambda good: b'{"data": []}', "the file is not gzip"),
+    "gzip of HTML": (lambda good: gzip.compress(b"<html>502</html>"), "body is not JSON"),
+    "gzip bomb": (lambda good: gzip.compress(b" " * (65 * 2**20)), "inflates to more than"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_LAKE_FILES))
+def test_a_broken_lake_file_is_moved_aside_and_the_files_after_it_load(
+    tmp_path: Path, recorded_assets: bytes, case: str
+) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    rows = fill_lake(lake, recorded_assets, 2)
+    make, reason = BROKEN_LAKE_FILES[case]
+    name = "raw/coincap/assets/date=2025-03-16/1742150000000.json.gz"  # loads first
+    broken = tmp_path / "lake" / name
+    payload = make(recorded_assets)
+    broken.write_bytes(payload)
+    db = tmp_path / "wh.duckdb"
+    with DuckDBWarehouse(db) as warehouse:
+        result = load_pending(lake, warehouse)
+        lake.write_snapshot("coincap", LATER, body_variant(recorded_assets, timestamp_ms=LATER))
+        after = load_pending(lake, warehouse)  # the next tick: nothing left to trip on
+    assert list(result.dead_lettered) == [name] and reason in result.dead_lettered[name]
+    assert (result.files_loaded, after.files_loaded, after.dead_lettered) == (2, 1, {})
+    assert table_counts(db)[:2] == (rows + 100, 3)
+    assert not broken.exists()
+    kept = tmp_path / "lake/quarantine/coincap/load/assets/date=2025-03-16/1742150000000.json.gz"
+    assert kept.read_bytes() == payload  # the bytes as they were, kept
+    note = json.loads(kept.with_name("1742150000000.reason.json").read_text())
+    assert note["stage"] == "load" and reason in note["reason"] and note["lake_path"] == name
+    ((stage, item, why, kept_at),) = dead_letters(db)
+    assert (stage, item, kept_at) == ("load", name, str(kept.relative_to(tmp_path / "lake")))
+    assert reason in why
+
+
+@pytest.mark.parametrize(
+    ("first_asset", "reason"),
+    [
+        ({"rank": str(2**40)}, "`rank` must be a whole number from 1 to 2147483647"),
+        ({"name": "\ud800"}, "`name` is not valid UTF-8"),
+        ({"marketCapUsd": "-5"}, "`marketCapUsd` must not be negative"),
+    ],
+)
+def test_a_poison_asset_is_left_out_recorded_and_the_rest_loads(
+    tmp_path: Path, recorded_assets: bytes, first_asset: dict, reason: str
+) -> None:
+    """A body an older release accepted whole (a rank past 32 bits, a lone surrogate, a
+    negative market cap): the warehouse could not store it or a test would fail on it
+    forever. Now that asset is a recorded dead letter; its 99 neighbours load."""
+    lake = Lake(str(tmp_path / "lake"))
+    rows = fill_lake(lake, recorded_assets, 2)
+    poisoned = lake.write_snapshot(
+        "coincap", RECORDED_TIMESTAMP - 60_000, _poison(recorded_assets, **first_asset)
+    )
+    db = tmp_path / "wh.duckdb"
+    with DuckDBWarehouse(db) as warehouse:
+        result = load_pending(lake, warehouse)
+        again = load_pending(lake, warehouse)
+    assert (result.files_loaded, result.rows_loaded, result.rows_rejected) == (3, rows + 99, 1)
+    assert again.files_loaded == 0 and table_counts(db)[:2] == (rows + 99, 3)
+    ((stage, item, why, kept_at),) = dead_letters(db)  # recorded once, not once per run
+    assert (stage, item, kept_at) == ("load", poisoned.path, None)
+    assert why.startswith("asset 'bitcoin': ") and reason in why
+
+
+def test_rows_the_warehouse_refuses_roll_back_and_say_why(tmp_path: Path) -> None:
+    """The loader's own contract, below validation: an Asset that bypassed the parser with a
+    rank DuckDB's integer cannot hold is refused as the file's fault, and nothing of it stays."""
+    from flows.lake import StoredFile
+    from flows.snapshot import Asset, Snapshot
+    from flows.warehouse import WarehouseRefused
+
+    asset = Asset("bitcoin", 2**40, "BTC", "Bitcoin", None, None, None, None, 1.0, None, None, None)
+    stored = StoredFile("raw/coincap/assets/date=2025-03-16/1742150000000.json.gz", b"", 1, "x")
+    with DuckDBWarehouse(tmp_path / "wh.duckdb") as warehouse:
+        with pytest.raises(WarehouseRefused, match="DuckDB refused the rows"):
+            warehouse.load_snapshot(stored, "coincap", Snapshot(1742150000000, (asset,)))
+        assert warehouse.loaded_paths() == set()
+    assert table_counts(tmp_path / "wh.duckdb") == (0, 0, 0)
+
+
+def test_names_outside_the_layout_are_reported_not_loaded_and_stop_nothing(
     tmp_path: Path, recorded_assets: bytes
 ) -> None:
     lake = Lake(str(tmp_path / "lake"))
     rows = fill_lake(lake, recorded_assets, 2)
-    broken = tmp_path / "lake/raw/coincap/assets/date=2025-03-16/1742150000000.json.gz"
-    broken.write_bytes(b"\x1f\x8b truncated gzip")
+    day = tmp_path / "lake/raw/coincap/assets/date=2025-03-16"
+    strays = {
+        "raw/coincap/assets/date=2025-03-16/notes.txt": b"hello",
+        "raw/coincap/assets/date=2025-03-16/1742150071411.json": recorded_assets,
+        "raw/coincap/assets/date=2025-03-16/1742150071411 (copy).json.gz": b"x",
+        "raw/coincap/assets/date=2031-01-01/1742150071411.json.gz": gzip.compress(b"{}"),
+        "raw/other/assets/date=2025-03-16/1742150071411.json.gz": gzip.compress(b"{}"),
+    }
+    for name, payload in strays.items():
+        (tmp_path / "lake" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "lake" / name).write_bytes(payload)
+    old_temporary = day / ".1742150071411.json.gz.0123.tmp"  # a killed writer's
+    old_temporary.write_bytes(b"half")
+    os.utime(old_temporary, (1, 1))
+    fresh_temporary = day / ".1742150371411.json.gz.4567.tmp"  # a writer at work right now
+    fresh_temporary.write_bytes(b"half")
     db = tmp_path / "wh.duckdb"
-    with (
-        DuckDBWarehouse(db) as warehouse,
-        pytest.raises(LoadError, match=r"1742150000000\.json\.gz"),
-    ):
+    with DuckDBWarehouse(db) as warehouse:
+        result = load_pending(lake, warehouse)
+    assert sorted(result.unknown_files) == sorted(strays)
+    assert (result.files_loaded, result.dead_lettered) == (2, {})
+    assert table_counts(db)[0] == rows
+    assert result.temporary_files_removed == 1
+    assert not old_temporary.exists() and fresh_temporary.exists()
+    assert all((tmp_path / "lake" / name).exists() for name in strays)  # left alone
+
+
+def test_verify_finds_files_missing_altered_or_never_loaded(
+    tmp_path: Path, recorded_assets: bytes
+) -> None:
+    from flows.warehouse import verify_lake
+
+    lake = Lake(str(tmp_path / "lake"))
+    fill_lake(lake, recorded_assets, 4)
+    db = tmp_path / "wh.duckdb"
+    with DuckDBWarehouse(db) as warehouse:
         load_pending(lake, warehouse)
-    assert table_counts(db)[:2] == (rows, 2)
+        assert verify_lake(lake, warehouse).ok
+        first, second, third, _ = lake.list_snapshots()
+        (tmp_path / "lake" / first).unlink()
+        altered = gzip.compress(body_variant(recorded_assets, timestamp_ms=RECORDED_TIMESTAMP))
+        (tmp_path / "lake" / second).write_bytes(altered)  # same name, other bytes
+        (tmp_path / "lake" / third).write_bytes((tmp_path / "lake" / third).read_bytes())
+        late = lake.write_snapshot("coincap", LATER, recorded_assets).path
+        report = verify_lake(lake, warehouse)
+    assert (report.checked, report.missing, report.altered) == (4, [first], [second])
+    assert report.not_loaded == [late] and not report.ok  # third: rewritten, same bytes: fine
+
+
+def test_each_file_gets_the_next_load_sequence_whatever_the_clock(
+    tmp_path: Path, recorded_assets: bytes
+) -> None:
+    """Files get 1, 2, 3... in load order, late files and all: the order of loading, which
+    the models and the serving copy follow, not the time on anyone's clock."""
+    lake = Lake(str(tmp_path / "lake"))
+    fill_lake(lake, recorded_assets, 3)
+    db = tmp_path / "wh.duckdb"
+    with DuckDBWarehouse(db) as warehouse:
+        load_pending(lake, warehouse)
+        late = body_variant(recorded_assets, timestamp_ms=RECORDED_TIMESTAMP - 86_400_000)
+        late_path = lake.write_snapshot("coincap", RECORDED_TIMESTAMP - 86_400_000, late).path
+        load_pending(lake, warehouse)
+        manifest = warehouse.con.execute(
+            "select lake_path, load_seq from raw.lake_files order by load_seq"
+        ).fetchall()
+        per_row = warehouse.con.execute(
+            "select count(*) from raw.coincap_assets as a join raw.lake_files as f "
+            "using (lake_path) where a.load_seq is distinct from f.load_seq"
+        ).fetchall()[0][0]
+    assert [seq for _, seq in manifest] == [1, 2, 3, 4]
+    assert manifest[-1][0] == late_path  # oldest market time, newest load
+    assert per_row == 0
 
 
 KILLED_LOADER = """

@@ -1,23 +1,27 @@
-{#- Incremental filters. The watermarks are read once per run and written into the SQL as
-    literals: a constant bound lets the warehouse skip old row groups (DuckDB zone maps,
-    BigQuery partitions), where a subquery would scan the whole history on every tick. -#}
+{#- Incremental filters by load sequence. Every raw row carries the `load_seq` of its lake
+    file: 1, 2, 3... in the order files were loaded (flows/warehouse.py), so "rows this model
+    has not seen" is `load_seq > the highest it holds`. No clock is compared with anything:
+    a tick on a clock hours fast or minutes slow, or a second worker with another clock,
+    cannot hide a later file. The watermark is read once per run and written into the SQL
+    as a literal, so the warehouse skips old row groups (DuckDB zone maps, BigQuery
+    partitions) where a subquery would scan the whole history on every tick. -#}
 
-{#- The newest `loaded_at` this model has seen, as a timestamp literal. -#}
-{% macro last_loaded_at_literal(column='loaded_at') -%}
+{#- The highest `load_seq` this model holds (0 before its first run), as a literal. -#}
+{% macro last_load_seq_literal(column='load_seq') -%}
     {%- set value = none -%}
     {%- if execute and is_incremental() -%}
         {%- set value = run_query(
             "select max(" ~ column ~ ") from " ~ this
         ).columns[0].values()[0] -%}
     {%- endif -%}
-    {{ return(timestamp_literal(value)) }}
+    {{ return(value if value is not none else 0) }}
 {%- endmacro %}
 
-{#- Rows loaded after the newest load this model has already seen: `loaded_at` (load time)
-    rather than market time, so late and backfilled lake files flow through too. -#}
-{% macro loaded_since_last_run(column='loaded_at') -%}
+{#- Rows loaded after the newest load this model has already seen: load order, not market
+    time, so late and backfilled lake files flow through too. -#}
+{% macro loaded_since_last_run(column='load_seq') -%}
     {%- if is_incremental() -%}
-        where {{ column }} > {{ last_loaded_at_literal(column) }}
+        where {{ column }} > {{ last_load_seq_literal(column) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -29,7 +33,7 @@
     {%- if execute and is_incremental() -%}
         {%- set value = run_query(
             "select " ~ truncate_timestamp("min(" ~ time_column ~ ")", unit) ~ " from " ~ relation
-            ~ " where loaded_at > " ~ last_loaded_at_literal()
+            ~ " where load_seq > " ~ last_load_seq_literal()
         ).columns[0].values()[0] -%}
     {%- endif -%}
     {#- nothing new in `relation`: it touches no bucket, so it sets no bound -#}

@@ -1,14 +1,16 @@
-{#- Data tests on tables that grow every tick check only the rows loaded in the last day,
-    so their cost stays flat as history grows: older rows were checked when they were
-    loaded, and a tick can only add or change rows it loads. A test opts in with
-    `config: {where: "__loaded_last_day__"}`. The bound is rendered here, at run time, as a
-    literal (not in the YAML, which is parsed once per process), so it also prunes old
-    row groups and partitions. This is dbt's documented way to customise `where`. -#}
+{#- Data tests check what a build added, so one old row can never fail every later build.
+    A test opts in with `config: {where: "__new_rows__"}`: it then sees only rows whose
+    `load_seq` is above the last successful build's (the pipeline passes that number as
+    CRYPTOLYTICS_TESTS_AFTER_SEQ; 0, every row, when dbt runs by hand). A whole-table audit of
+    the same tests runs on its own schedule (the `audit` flow: CRYPTOLYTICS_TESTS_AFTER_SEQ
+    unset) and never blocks a tick. The bound is rendered here, at run time, as a literal (not
+    in the YAML, which is parsed once per process), so it also prunes old row groups and
+    partitions. This is dbt's documented way to customise `where`. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') -%}
     {%- if where -%}
-        {%- if '__loaded_last_day__' in where -%}
-            {%- set where = where | replace('__loaded_last_day__', 'loaded_at >= ' ~ loaded_last_day_literal()) -%}
+        {%- if '__new_rows__' in where -%}
+            {%- set where = where | replace('__new_rows__', 'load_seq > ' ~ tests_after_seq()) -%}
         {%- endif -%}
         {%- set filtered -%}
             (select * from {{ relation }} where {{ where }}) dbt_subquery
@@ -19,8 +21,11 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- A day before now (UTC, as the loader stamps `loaded_at`), as a literal. -#}
-{% macro loaded_last_day_literal() -%}
-    {%- set since = modules.datetime.datetime.utcnow() - modules.datetime.timedelta(days=1) -%}
-    {{ return(timestamp_literal(since)) }}
+{#- The load sequence above which this build's tests look, as an integer literal. -#}
+{% macro tests_after_seq() -%}
+    {%- set value = env_var('CRYPTOLYTICS_TESTS_AFTER_SEQ', '0') | trim -%}
+    {%- if not value.isdigit() -%}
+        {{ exceptions.raise_compiler_error("CRYPTOLYTICS_TESTS_AFTER_SEQ must be a whole number, got " ~ value) }}
+    {%- endif -%}
+    {{ return(value | int) }}
 {%- endmacro %}

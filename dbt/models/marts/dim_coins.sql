@@ -29,7 +29,8 @@ batch_span as (
         coin_id,
         min(snapshot_at) as first_seen_at,
         max(snapshot_at) as last_seen_at,
-        max(loaded_at) as loaded_at
+        max(loaded_at) as loaded_at,
+        max(load_seq) as load_seq
     from new_rows
     group by coin_id
 
@@ -72,7 +73,8 @@ merged as (
         batch.first_seen_at,
         batch.last_seen_at,
         {%- endif %}
-        batch.loaded_at
+        batch.loaded_at,
+        batch.load_seq
 
     from batch_span as batch
     inner join latest_in_batch as latest on latest.coin_id = batch.coin_id
@@ -95,7 +97,8 @@ final as (
         -- history
         first_seen_at,
         last_seen_at,
-        loaded_at
+        loaded_at,
+        load_seq
 
     from merged
 

@@ -36,7 +36,8 @@ final as (
         symbol,
         supply,
         source,
-        loaded_at
+        loaded_at,
+        load_seq
 
     from staged
 

@@ -65,7 +65,7 @@ day_history as (
           where day_hours.coin_id = history.coin_id and day_hours.day_at = touched_days.bucket_at
       )
     qualify row_number() over (
-        partition by history.coin_id, history.point_at order by history.loaded_at desc
+        partition by history.coin_id, history.point_at order by history.load_seq desc
     ) = 1
 
 ),
@@ -91,7 +91,8 @@ from_hours as (
         max(last_snapshot_at) as last_snapshot_at,
         max(origin) as origin,
         max(source) as source,
-        max(loaded_at) as loaded_at
+        max(loaded_at) as loaded_at,
+        max(load_seq) as load_seq
     from day_hours
     group by coin_id, day_at
 
@@ -117,7 +118,8 @@ from_history as (
         max(point_at) as last_snapshot_at,
         'history' as origin,
         max(source) as source,
-        max(loaded_at) as loaded_at
+        max(loaded_at) as loaded_at,
+        max(load_seq) as load_seq
     from day_history
     group by coin_id, day_at
 

@@ -69,7 +69,7 @@ bucket_history as (
       )
     -- overlapping backfill windows: one point per coin and time
     qualify row_number() over (
-        partition by history.coin_id, history.point_at order by history.loaded_at desc
+        partition by history.coin_id, history.point_at order by history.load_seq desc
     ) = 1
 
 ),
@@ -78,13 +78,13 @@ points as (
 
     select
         coin_id, bucket_at, snapshot_at as observed_at, price_usd, market_cap_usd, rank,
-        volume_usd_24hr, supply, source, loaded_at, 'snapshot' as origin
+        volume_usd_24hr, supply, source, loaded_at, load_seq, 'snapshot' as origin
     from bucket_facts
     union all
     select
         coin_id, bucket_at, point_at as observed_at, price_usd,
         price_usd * supply as market_cap_usd, null as rank, null as volume_usd_24hr, supply,
-        source, loaded_at, 'history' as origin
+        source, loaded_at, load_seq, 'history' as origin
     from bucket_history
 
 ),
@@ -108,7 +108,8 @@ final as (
         max(observed_at) as last_snapshot_at,
         max(origin) as origin,
         max(source) as source,
-        max(loaded_at) as loaded_at
+        max(loaded_at) as loaded_at,
+        max(load_seq) as load_seq
     from points
     group by coin_id, bucket_at
 

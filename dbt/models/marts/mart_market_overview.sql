@@ -28,7 +28,8 @@ per_snapshot as (
         sum(case when coin_id = 'bitcoin' then market_cap_usd end) as bitcoin_market_cap_usd,
         sum(case when coin_id = 'ethereum' then market_cap_usd end) as ethereum_market_cap_usd,
         max(source) as source,
-        max(loaded_at) as loaded_at
+        max(loaded_at) as loaded_at,
+        max(load_seq) as load_seq
     from facts
     group by snapshot_at
 
@@ -45,7 +46,8 @@ final as (
         100 * bitcoin_market_cap_usd / nullif(total_market_cap_usd, 0) as btc_dominance_pct,
         100 * ethereum_market_cap_usd / nullif(total_market_cap_usd, 0) as eth_dominance_pct,
         source,
-        loaded_at
+        loaded_at,
+        load_seq
 
     from per_snapshot
 

@@ -16,7 +16,8 @@ renamed as (
         circulating_supply as supply,
         source,
         lake_path,
-        loaded_at
+        loaded_at,
+        load_seq
 
     from source
 

@@ -30,7 +30,8 @@ renamed as (
         end as explorer,
         source,
         lake_path,
-        loaded_at
+        loaded_at,
+        load_seq
 
     from source
 
