@@ -181,6 +181,8 @@ def _parse_snapshot(raw: bytes, max_assets: int | None) -> Snapshot:
     if not isinstance(data, list):
         raise InvalidSnapshot(f"`data` is {_kind(data)}, expected a list of assets")
     timestamp = _epoch_ms(body.get("timestamp"), "`timestamp`")
+    if not data:
+        raise InvalidSnapshot("`data` is empty: an answer about no coin is not a snapshot")
     if max_assets is not None and len(data) > max_assets:
         raise InvalidSnapshot(f"{len(data)} assets returned but at most {max_assets} were asked")
     assets: list[Asset] = []

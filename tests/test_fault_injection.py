@@ -10,7 +10,6 @@ serving copy with the models.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import random
@@ -18,15 +17,12 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-import duckdb
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-from flows.lake import Lake
-from flows.serving import current_copy
 from flows.settings import Settings
-from flows.snapshot import parse_snapshot
 from tests import crash_tick
+from tests.helpers import assert_warehouse_equals_lake
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
 
@@ -40,69 +36,6 @@ KILL_POINTS = (
     ("publish", 0.2),
 )
 KILLS_PER_STAGE = int(os.environ.get("CRYPTOLYTICS_KILLS_PER_STAGE", "10"))
-
-
-def lake_snapshots(lake: Lake) -> dict[str, tuple[int, str, float]]:
-    """Per lake file: rows, a digest of the coin ids, the sum of prices."""
-    result = {}
-    for path in lake.list_snapshots():
-        assets = parse_snapshot(lake.read(path)).assets
-        ids = ",".join(sorted(asset.id for asset in assets))
-        result[path] = (
-            len(assets),
-            hashlib.md5(ids.encode()).hexdigest(),
-            sum(asset.price_usd for asset in assets),
-        )
-    return result
-
-
-def warehouse_snapshots(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str, float]]:
-    rows = con.execute(
-        "select lake_path, count(*), md5(string_agg(id, ',' order by id)), sum(price_usd) "
-        "from raw.coincap_assets group by lake_path"
-    ).fetchall()
-    return {path: (count, digest, total) for path, count, digest, total in rows}
-
-
-def assert_warehouse_equals_lake(settings: Settings) -> int:
-    lake = lake_snapshots(Lake(settings.lake_url))
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        loaded = warehouse_snapshots(con)
-        assert loaded.keys() == lake.keys(), "a lake snapshot is missing or extra in the warehouse"
-        for path, (count, digest, total) in lake.items():
-            assert loaded[path][:2] == (count, digest), path
-            assert loaded[path][2] == pytest.approx(total, rel=1e-12), path
-        manifest = dict(con.execute("select lake_path, row_count from raw.lake_files").fetchall())
-        assert manifest == {path: figures[0] for path, figures in lake.items()}
-        raw_keys = con.execute(
-            "select count(*), count(distinct (id, snapshot_at)) from raw.coincap_assets"
-        ).fetchall()[0]
-        fact_keys = con.execute(
-            "select count(*), count(distinct (coin_id, snapshot_at)) from prod.facts_coins"
-        ).fetchall()[0]
-        assert raw_keys[0] == raw_keys[1] == fact_keys[0] == fact_keys[1]
-        per_snapshot = "select snapshot_at, count(*), sum(price_usd) from {} group by 1 order by 1"
-        facts = con.execute(per_snapshot.format("prod.facts_coins")).fetchall()
-        assert facts == con.execute(per_snapshot.format("raw.coincap_assets")).fetchall()
-        overview = con.execute(
-            "select snapshot_at, asset_count from prod.mart_market_overview order by 1"
-        ).fetchall()
-        assert overview == [(at, count) for at, count, _ in facts]
-        ranking = con.execute("select count(*), max(snapshot_at) from prod.mart_latest_ranking")
-        latest_ranking = ranking.fetchall()[0]
-        assert latest_ranking == (facts[-1][1], facts[-1][0])
-    serving = current_copy(settings.serving_dir)
-    assert serving is not None
-    with duckdb.connect(str(serving), read_only=True) as con:
-        served = con.execute(
-            "select count(*), max(snapshot_at) from prod.mart_latest_ranking"
-        ).fetchall()[0]
-        assert served == latest_ranking, "the app would show an older or partial ranking"
-        served_overview = con.execute(
-            "select snapshot_at, asset_count from prod.mart_market_overview order by 1"
-        ).fetchall()
-        assert served_overview == overview
-    return len(lake)
 
 
 def forkserver(monkeypatch: pytest.MonkeyPatch) -> multiprocessing.context.ForkServerContext:
