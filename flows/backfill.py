@@ -189,7 +189,12 @@ def backfill(
             except InvalidSnapshot as exc:
                 # a dead letter of the window: kept with why, not marked done, reported
                 lake.quarantine(
-                    source, raw, exc.reason, kind="history", context={"window": history_path(key)}
+                    source,
+                    raw,
+                    exc.reason,
+                    kind="history",
+                    stage="backfill",
+                    context={"window": history_path(key)},
                 )
                 raise
             lake.write_history(key, raw)

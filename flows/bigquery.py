@@ -36,6 +36,7 @@ from flows.serving import SERVED_TABLES, NoDataYet
 from flows.snapshot import ASSET_COLUMNS, HistoryWindow, Snapshot
 from flows.warehouse import (
     MOVERS_SQL,
+    AuditCheck,
     BuildScope,
     DbtNodeResult,
     DeadLetter,
@@ -75,6 +76,10 @@ DEAD_LETTERS_SCHEMA = _fields(
     ("dead_letter_id", S, REQUIRED), ("recorded_at", T, REQUIRED), ("stage", S, REQUIRED),
     ("source", S, NULLABLE), ("item", S, REQUIRED), ("reason", S, REQUIRED),
     ("kept_at", S, NULLABLE),
+)  # fmt: skip
+AUDIT_SCHEMA = _fields(
+    ("run_at", T, REQUIRED), ("check_name", S, REQUIRED), ("status", S, REQUIRED),
+    ("message", S, NULLABLE),
 )  # fmt: skip
 BUILDS_SCHEMA = _fields(
     ("run_at", T, REQUIRED), ("covered_seq", INT, REQUIRED), ("success", "BOOL", REQUIRED),
@@ -146,6 +151,7 @@ class BigQueryWarehouse:
             self._ensure_table(table_definition(f"{self.raw}.{raw.name}", raw))
         self._ensure_table(bigquery.Table(f"{self.prod}.ops_dead_letters", DEAD_LETTERS_SCHEMA))
         self._ensure_table(bigquery.Table(f"{self.prod}.ops_builds", BUILDS_SCHEMA))
+        self._ensure_table(bigquery.Table(f"{self.prod}.ops_audit", AUDIT_SCHEMA))
 
     def __enter__(self) -> Self:
         return self
@@ -360,6 +366,23 @@ class BigQueryWarehouse:
         return HistoryReport(
             row.facts_rows, row.snapshots, row.latest, movers_by("desc"), movers_by("asc")
         )
+
+    def record_audit(self, checks: list[AuditCheck]) -> None:
+        """Replace `ops_audit` with this audit's checks (a truncating load job)."""
+        run_at = _timestamp(datetime.now(tz=UTC))
+        rows = [
+            {"run_at": run_at, "check_name": c.check, "status": c.status, "message": c.message}
+            for c in checks
+        ]
+        uri = self.lake.stage("ops/audit", ".ndjson", _ndjson(rows))
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            schema=AUDIT_SCHEMA,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        )
+        self.client.load_table_from_uri(
+            uri, f"{self.prod}.ops_audit", job_config=config, location=self.location
+        ).result()
 
     def build_scope(self) -> BuildScope:
         (row,) = self._query(

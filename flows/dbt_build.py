@@ -137,18 +137,19 @@ class WarmDbt:
         *,
         full_refresh: bool = False,
         run_env: dict[str, str] | None = None,
+        command: str = "build",
     ) -> DbtBuild:
-        """Build from the warm manifest. `run_env` is read only while running (the tests'
-        scope), so it changes without a new parse."""
+        """Build (or only `test`) from the warm manifest. `run_env` is read only while
+        running (the tests' scope), so it changes without a new parse."""
         manifest, parse_seconds = self.manifest(target, env)
         # unit tests check SQL logic, not data: CI runs them (make test), ticks need not
-        command = ["build", "--exclude-resource-type", "unit_test"]
+        args = [command, "--exclude-resource-type", "unit_test"]
         if full_refresh:
-            command.append("--full-refresh")
+            args.append("--full-refresh")
         runner = dbtRunner(manifest=manifest, callbacks=[self._event])
         started = time.perf_counter()
         with dbt_environment({"DO_NOT_TRACK": "1", **env, **(run_env or {})}):
-            result = self._invoke(runner, self._args(command, target))
+            result = self._invoke(runner, self._args(args, target))
         nodes = [node_result(n) for n in (result.result or [])]
         return DbtBuild(
             success=bool(result.success),

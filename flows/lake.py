@@ -231,21 +231,25 @@ class Lake:
         reason: str,
         *,
         kind: str = "assets",
+        stage: str = "fetch",
         context: dict[str, object] | None = None,
     ) -> str:
-        """Keep a body the fetch refused, and why, next to each other (`fetch` stage). The
-        name is the time it was refused (data, not a watermark) and the body's digest."""
+        """Keep a body a fetch refused (a tick's `fetch`, or a `backfill` window), and why,
+        next to each other. The name is the time it was refused (data, not a watermark)
+        and the body's digest."""
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}")
         if kind not in ("assets", "history"):
             raise ValueError(f"unknown kind {kind!r}")
+        if stage not in ("fetch", "backfill"):
+            raise ValueError(f"unknown stage {stage!r}")
         now = datetime.now(tz=UTC)
         digest = _sha256(raw)[:12]
         day, millis = now.date().isoformat(), int(now.timestamp() * 1000)
-        stem = f"quarantine/{source}/fetch/{kind}/date={day}/{millis}-{digest}"
+        stem = f"quarantine/{source}/{stage}/{kind}/date={day}/{millis}-{digest}"
         self._write_atomically(self._full(f"{stem}.json.gz"), _gzip(raw))
         note = {
-            "stage": "fetch",
+            "stage": stage,
             "reason": reason,
             "quarantined_at": now.isoformat(),
             "bytes": len(raw),

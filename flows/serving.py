@@ -57,6 +57,7 @@ SERVED_TABLES: tuple[ServedTable, ...] = (
     ServedTable("ops.dbt_results", "replace"),
     ServedTable("ops.dead_letters", "replace"),
     ServedTable("ops.builds", "replace"),
+    ServedTable("ops.audit", "replace"),
 )
 OPS_TABLES = tuple(table for table in SERVED_TABLES if table.name.startswith("ops."))
 

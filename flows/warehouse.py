@@ -84,6 +84,10 @@ create table if not exists ops.dbt_results (  -- the last dbt build, for the hea
     run_at timestamp, node varchar, resource_type varchar, status varchar,
     seconds double, message varchar
 );
+create table if not exists ops.audit (  -- the last whole-table audit (flows/audit.py)
+    run_at timestamp not null, check_name varchar not null, status varchar not null,
+    message varchar
+);
 create table if not exists ops.warehouse_info as  -- who this warehouse is, made once
 select cast(uuid() as varchar) as warehouse_id, current_timestamp as created_at;
 create table if not exists ops.builds (  -- every build: what it covered, and whether it passed
@@ -144,6 +148,15 @@ class DbtNodeResult:
     seconds: float
     message: str | None
     failures_relation: str | None = None  # where a failing test stored its rows, if it did
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    """One check of the scheduled audit: a dbt test on a whole table, or the lake's digests."""
+
+    check: str
+    status: str  # pass, fail, warn, error
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +240,8 @@ class Warehouse(Protocol):
     ) -> None: ...
 
     def failing_lake_paths(self, relations: list[str]) -> set[str]: ...
+
+    def record_audit(self, checks: list[AuditCheck]) -> None: ...
 
     def forget_file(self, lake_path: str) -> None: ...
 
@@ -478,6 +493,17 @@ class DuckDBWarehouse:
                 "insert into ops.builds values (?, ?, ?, ?)",
                 [run_at, scope.covered_seq, not failed, ", ".join(failed) or None],
             )
+        self.con.execute("commit")
+
+    def record_audit(self, checks: list[AuditCheck]) -> None:
+        """Replace `ops.audit` with this audit's checks."""
+        run_at = datetime.now(tz=UTC).replace(tzinfo=None)
+        self.con.execute("begin transaction")
+        self.con.execute("delete from ops.audit")
+        self.con.executemany(
+            "insert into ops.audit values (?, ?, ?, ?)",
+            [(run_at, c.check, c.status, c.message) for c in checks],
+        )
         self.con.execute("commit")
 
     def build_scope(self) -> BuildScope:

@@ -32,6 +32,7 @@ SNAPSHOTS_PER_DAY = 24 * 60 // SCHEDULE_MINUTES
 # Two live snapshots further apart than this have at least one missed tick between them.
 GAP_MINUTES = 2 * SCHEDULE_MINUTES
 GAP_LOOKBACK_DAYS = 30
+DEAD_LETTERS_SHOWN = 50
 
 Range = Literal["1D", "7D", "1M", "3M", "1Y", "ALL"]
 RANGES: tuple[Range, ...] = ("1D", "7D", "1M", "3M", "1Y", "ALL")
@@ -331,12 +332,40 @@ def pipeline_health() -> dict[str, Any]:
         order by status in ('pass', 'success'), resource_type, node
         """
     )
+    builds = _query(
+        """
+        select run_at, success, failed from ops.builds order by run_at desc limit 1
+        """
+    )
+    last_pass = _query("select max(run_at) as run_at from ops.builds where success")
+    dead_letters = _query(
+        """
+        select recorded_at, stage, source, item, reason, kept_at
+        from ops.dead_letters
+        order by recorded_at desc, item
+        limit $limit
+        """,
+        limit=DEAD_LETTERS_SHOWN,
+    )
+    dead_letter_count = _query("select count(*) as n from ops.dead_letters")["n"].iat[0]
+    audit = _query(
+        """
+        select run_at, check_name, status, message
+        from ops.audit
+        order by status = 'pass', check_name
+        """
+    )
     return {
         **times,
         "per_day": per_day,
         "gaps": live_gaps(),
         "model_rows": model_rows,
         "dbt_results": dbt_results,
+        "last_build": builds.iloc[0].to_dict() if not builds.empty else None,
+        "last_passing_build_at": last_pass["run_at"].iat[0] if not last_pass.empty else None,
+        "dead_letters": dead_letters,
+        "dead_letter_count": int(dead_letter_count),
+        "audit": audit,
     }
 
 

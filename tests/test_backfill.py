@@ -130,13 +130,16 @@ def test_429_is_waited_out_and_the_recorded_body_loads(
         "slow down", status=429, headers={"Retry-After": "1"}
     )
     live.expect_ordered_request("/v3/assets/bitcoin/history").respond_with_data(recorded)
-    # one h1 window on the 30-day grid; the real body is kept and loaded as sent
+    # one h1 window on the 30-day grid; the real body is kept as sent, and its points inside
+    # the window asked for are loaded (it reaches past the window's end: those are skipped)
+    start, end = parse_day("2023-01-23"), parse_day("2023-02-22")
     backfill(coins=["bitcoin"], interval="h1", start="2023-01-23", end="2023-02-22")
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         rows = con.execute(
             "select count(*), min(point_at), max(point_at) from raw.coincap_history"
         ).fetchall()
-    assert rows[0][0] == 720  # the real body's hourly points, kept as sent
+    inside = [p for p in json.loads(recorded)["data"] if start <= p["time"] < end]
+    assert rows[0][0] == len(inside) == 489
     # the 429, then the same window again once Retry-After had passed
     assert history_requests(live) == [("/v3/assets/bitcoin/history", "1674432000000")] * 2
 
@@ -176,3 +179,31 @@ def test_coin_ids_cannot_escape_the_lake(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unusable coin id"):
         history_path(HistoryKey("coincap", "d1", "../../etc", 0, 1))
     assert "/coin=%5Bold%5D/" in history_path(HistoryKey("coincap", "d1", "[old]", 0, 1))
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_server")
+def test_a_server_that_ignores_start_and_end_fails_the_window_instead_of_marking_it_done(
+    live: HTTPServer, settings: Settings
+) -> None:
+    """The recorded body (February 2023) for every window of January 2025: none of its
+    points is in the window, so the window is quarantined with why, reported, and fetched
+    again by the next run; it is never recorded as done with nothing in it."""
+    live.expect_request("/v3/assets/bitcoin/history").respond_with_data(
+        RECORDED_HISTORY.read_bytes()
+    )
+    args = {"coins": ["bitcoin"], "interval": "d1", "start": "2025-01-01", "end": "2025-02-01"}
+    state = backfill(**args, return_state=True)
+    assert state.is_failed() and "window(s) failed" in str(state.message)
+    lake = Lake(settings.lake_url)
+    assert lake.list_history() == []  # not done: the next backfill asks again
+    notes = [note for _, note in lake.quarantine_notes()]
+    assert len(notes) == 1 and "ignored `start`/`end`" in str(notes[0]["reason"])
+    assert "interval=d1/coin=bitcoin/" in str(notes[0]["window"])
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        recorded = con.execute("select stage, reason from ops.dead_letters").fetchall()
+    assert len(recorded) == 1 and recorded[0][0] == "backfill"  # on the health page
+    assert "ignored `start`/`end`" in recorded[0][1]
+    live.clear_log()
+    backfill(**args, return_state=True)
+    assert len(history_requests(live)) == 1  # asked again, not skipped as done

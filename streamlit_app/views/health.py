@@ -1,5 +1,7 @@
-"""Pipeline health: source freshness (dbt's rule), snapshots per day, gaps in the live feed,
-model sizes, dbt results, source."""
+"""Pipeline health: source freshness (dbt's rule), the last build (also when it failed and
+publishing is held), dead letters, the scheduled audit, snapshots per day, gaps in the live
+feed, model sizes, dbt results, source. Upstream text (reasons, names) only ever appears in
+tables, as plain text."""
 
 from __future__ import annotations
 
@@ -64,6 +66,58 @@ def source_info() -> None:
         st.write("**Source: live CoinCap API** (rest.coincap.io/v3).")
 
 
+def last_build(health: dict) -> None:
+    build = health["last_build"]
+    if build is None:
+        return
+    when = pd.Timestamp(build["run_at"]).strftime("%Y-%m-%d %H:%M UTC")
+    if bool(build["success"]):
+        st.success(f"Last build {when}: passed; this app shows its models.")
+        return
+    passed = health["last_passing_build_at"]
+    since = (
+        f"as of the last passing build, {pd.Timestamp(passed):%Y-%m-%d %H:%M UTC}"
+        if passed is not None and not pd.isna(passed)
+        else "as last published"
+    )
+    st.error(
+        f"**Publishing is held**: the build of {when} failed, so this app shows the models "
+        f"{since}. The failing nodes are listed under *Last dbt build* below; the next "
+        "passing build publishes everything loaded since."
+    )
+
+
+def dead_letters(health: dict) -> None:
+    st.subheader("Dead letters")
+    frame, count = health["dead_letters"], health["dead_letter_count"]
+    if frame.empty:
+        st.write("Nothing refused: every fetched body, lake file and row was loaded.")
+        return
+    shown = f", the newest {len(frame)} below" if count > len(frame) else ""
+    st.warning(
+        f"{count:,} item(s) refused by a stage{shown}. Each went to the lake's quarantine "
+        "(or was left out of its snapshot) with its reason; the pipeline went on without it."
+    )
+    st.dataframe(frame, hide_index=True, width="stretch")
+
+
+def audit(frame: pd.DataFrame) -> None:
+    st.subheader("Audit (whole tables, scheduled)")
+    if frame.empty:
+        st.write("No audit has run yet (the `audit` deployment runs it daily).")
+        return
+    failing = frame[frame["status"] != "pass"]
+    when = pd.Timestamp(frame["run_at"].max()).strftime("%Y-%m-%d %H:%M UTC")
+    if failing.empty:
+        st.success(f"{when}: all {len(frame)} checks passed.")
+    else:
+        st.error(
+            f"{when}: {len(failing)} of {len(frame)} checks failed. They do not hold ticks "
+            "(which test only what they add); fix the rows or the lake files they name."
+        )
+    st.dataframe(frame.drop(columns=["run_at"]), hide_index=True, width="stretch")
+
+
 def dbt_results(results: pd.DataFrame) -> None:
     st.subheader("Last dbt build")
     if results.empty:
@@ -80,10 +134,13 @@ def dbt_results(results: pd.DataFrame) -> None:
 if ui.page_start("Pipeline health"):
     health = data.pipeline_health()
     freshness(health)
+    last_build(health)
     source_info()
     if not health["per_day"].empty:
         st.altair_chart(charts.snapshots_per_day_chart(health["per_day"]), width="stretch")
     gaps(health["gaps"])
+    dead_letters(health)
+    audit(health["audit"])
     st.subheader("Rows per model")
     st.dataframe(health["model_rows"], hide_index=True, width="stretch")
     dbt_results(health["dbt_results"])
