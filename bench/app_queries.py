@@ -75,7 +75,9 @@ def generate_history(warehouse: Path, days: int, coins: int, end_ms: int | None 
                 null as explorer,
                 'replay' as source,
                 'bench/' || ts_ms as lake_path,
-                make_timestamp(ts_ms * 1000) as loaded_at
+                make_timestamp(ts_ms * 1000) as loaded_at,
+                -- one load per synthetic snapshot, in time order (the watermark)
+                dense_rank() over (order by ts_ms) as load_seq
             from (
                 -- a random walk of +-0.1 % a step, bridged back to 1 at each day's end
                 select *, exp(sum(0.001 * (random() - 0.5) * 2)

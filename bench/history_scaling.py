@@ -30,7 +30,8 @@ ADD_SNAPSHOT = """
 insert into raw.coincap_assets
 select snapshot_at + interval 5 minute, id, rank, symbol, name, supply, max_supply,
        market_cap_usd * 1.001, volume_usd_24hr, price_usd * 1.001, change_percent_24hr,
-       vwap_24hr, explorer, source, lake_path || '+5m', now()::timestamp
+       vwap_24hr, explorer, source, lake_path || '+5m', now()::timestamp,
+       (select max(load_seq) + 1 from raw.coincap_assets)
 from raw.coincap_assets
 where snapshot_at = (select max(snapshot_at) from raw.coincap_assets)
 """

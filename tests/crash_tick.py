@@ -24,6 +24,7 @@ import flows.coincap
 import flows.lake
 import flows.load
 import flows.pipeline
+import flows.serving
 import flows.targets
 from flows.dbt_build import WarmDbt
 
@@ -59,14 +60,44 @@ def run_tick(
         if stage == kill_stage:
             threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
 
+    if kill_stage == "dead_letter":
+        plant_broken_lake_file()
+    if kill_stage == "serving_rebuild":
+        damage_the_copy_the_next_publish_writes()
     patches = [
         (flows.coincap.CoinCapClient, "fetch_asset_pages", "fetch"),
         (flows.lake.Lake, "write_snapshot", "lake_write"),
         (flows.load, "load_pending", "load"),
+        (flows.lake.Lake, "dead_letter", "dead_letter"),
         (WarmDbt, "build", "dbt"),
         (flows.targets, "publish", "publish"),
+        (flows.serving, "_remove_copy", "serving_rebuild"),
     ]
     for owner, name, stage in patches:
         setattr(owner, name, _marked(stage, getattr(owner, name), on_enter))
     flows.pipeline.pipeline()
     on_enter("done")
+
+
+def plant_broken_lake_file() -> None:
+    """A zero-length snapshot file (a full disk, a killed copy): the load moves it to
+    quarantine, and this tick dies during that move."""
+    from flows.settings import get_settings
+
+    lake = Path(get_settings().lake_url)
+    name = lake / "raw/replay/assets/date=2020-12-31" / f"{1609372800000 + os.getpid()}.json.gz"
+    name.parent.mkdir(parents=True, exist_ok=True)
+    name.write_bytes(b"")
+
+
+def damage_the_copy_the_next_publish_writes() -> None:
+    """Garbage in the serving copy readers are not using: the publish rebuilds it from the
+    warehouse, and this tick dies during the rebuild."""
+    from flows.serving import current_copy
+    from flows.settings import get_settings
+
+    serving = get_settings().serving_dir
+    current = current_copy(serving)
+    if current is not None:
+        other = serving / ("a.duckdb" if current.stem == "b" else "b.duckdb")
+        other.write_bytes(os.urandom(32 * 1024))

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from blocks.alerts import FAILING, STALE, register_alerts
+from blocks.alerts import DEAD_LETTER, FAILING, STALE, register_alerts
 from flows.pipeline import pipeline
 from flows.settings import Settings
 
@@ -59,10 +60,11 @@ def test_two_failed_runs_and_a_stale_pipeline_alert_the_webhook(
 
     first = register_alerts(Settings())
     again = register_alerts(Settings())  # idempotent: updated in place, nothing doubled
-    assert first[1:] == [f"automation {STALE!r}: created", f"automation {FAILING!r}: created"]
-    assert again[1:] == [f"automation {STALE!r}: updated", f"automation {FAILING!r}: updated"]
+    names = (STALE, FAILING, DEAD_LETTER)
+    assert first[1:] == [f"automation {name!r}: created" for name in names]
+    assert again[1:] == [f"automation {name!r}: updated" for name in names]
     with get_client(sync_client=True) as client:
-        assert sorted(a.name for a in client.read_automations()) == sorted([STALE, FAILING])
+        assert sorted(a.name for a in client.read_automations()) == sorted(names)
 
     assert pipeline(return_state=True).is_failed()
     time.sleep(1)
@@ -76,6 +78,32 @@ def test_two_failed_runs_and_a_stale_pipeline_alert_the_webhook(
     stale = wait_for(received, "no pipeline run completed in 10 seconds", 60)
     assert "going stale" in stale["body"]
     assert "test-key" not in json.dumps(received)
+
+
+@pytest.mark.usefixtures("no_automations_left")
+def test_a_run_that_dead_letters_a_file_alerts_the_webhook(
+    settings: Settings, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zero-length lake file: the run completes without it, and the dead-letter
+    automation tells someone, naming the file."""
+    received: list[dict] = []
+
+    def record(request: Request) -> Response:
+        received.append(json.loads(request.get_data()))
+        return Response("ok")
+
+    httpserver.expect_request("/hooks/alerts", method="POST").respond_with_handler(record)
+    monkeypatch.setenv("CRYPTOLYTICS_ALERT_WEBHOOK_URL", httpserver.url_for("/hooks/alerts"))
+    register_alerts(Settings())
+    pipeline()
+    empty = Path(settings.lake_url) / "raw/replay/assets/date=2020-12-31/1609372800000.json.gz"
+    empty.parent.mkdir(parents=True)
+    empty.write_bytes(b"")
+    state = pipeline(return_state=True)
+    assert state.is_completed()
+    alert = wait_for(received, "a stage refused data", 60)
+    assert "1 lake file(s) moved to quarantine" in alert["body"]
+    assert "1609372800000.json.gz" in alert["body"]
 
 
 def test_without_a_webhook_no_alerts_are_registered(settings: Settings) -> None:
