@@ -17,7 +17,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DO_NOT_TRACK := 1
 
-.PHONY: help install emulators up tick app deploy worker blocks test bench soak audit terraform-check lint format clean
+.PHONY: help install emulators up tick app deploy worker blocks test test-fast bench soak audit terraform-check lint format clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ blocks: install  ## create/update the Prefect blocks and alert automations (serv
 
 test: install emulators  ## the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install emulators  ## the fast tier: no Prefect server, no browser (about 3 min here)
+	$(BIN)/python -m pytest -m 'not prefect and not browser' $(PYTEST_ARGS)
 
 bench: install  ## benchmarks (about 15 min): prints a table, writes bench/results/suite.json
 	$(BIN)/python -m bench.suite $(BENCH_ARGS)

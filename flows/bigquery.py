@@ -77,6 +77,7 @@ DEAD_LETTERS_SCHEMA = _fields(
     ("source", S, NULLABLE), ("item", S, REQUIRED), ("reason", S, REQUIRED),
     ("kept_at", S, NULLABLE),
 )  # fmt: skip
+SEQUENCE_SCHEMA = _fields(("issued", INT, REQUIRED))
 AUDIT_SCHEMA = _fields(
     ("run_at", T, REQUIRED), ("check_name", S, REQUIRED), ("status", S, REQUIRED),
     ("message", S, NULLABLE),
@@ -116,9 +117,11 @@ def table_definition(table_id: str, raw: RawTable) -> bigquery.Table:
     return table
 
 
-def load_job_id(table: str, lake_path: str) -> str:
-    """The same file into the same table is always the same job: BigQuery refuses a repeat."""
-    return f"cryptolytics_load_{table}_{hashlib.sha256(lake_path.encode()).hexdigest()[:32]}"
+def load_job_id(table: str, lake_path: str, load_seq: int) -> str:
+    """The same load of a file (its path and load number) is always the same job: BigQuery
+    refuses a repeat. A reload of the file gets a new number, so a new job."""
+    digest = hashlib.sha256(f"{lake_path}|{load_seq}".encode()).hexdigest()[:32]
+    return f"cryptolytics_load_{table}_{digest}"
 
 
 def _timestamp(value: datetime | int) -> str:
@@ -149,6 +152,9 @@ class BigQueryWarehouse:
             self._ensure_dataset(dataset)
         for raw in (ASSETS, HISTORY, MANIFEST):
             self._ensure_table(table_definition(f"{self.raw}.{raw.name}", raw))
+        if self._ensure_table(bigquery.Table(f"{self.raw}.load_sequence", SEQUENCE_SCHEMA)):
+            self._query(f"insert into `{self.raw}.load_sequence` (issued) values (0)")
+        self._number_old_loads()
         self._ensure_table(bigquery.Table(f"{self.prod}.ops_dead_letters", DEAD_LETTERS_SCHEMA))
         self._ensure_table(bigquery.Table(f"{self.prod}.ops_builds", BUILDS_SCHEMA))
         self._ensure_table(bigquery.Table(f"{self.prod}.ops_audit", AUDIT_SCHEMA))
@@ -171,18 +177,45 @@ class BigQueryWarehouse:
             dataset.location = self.location
             self.client.create_dataset(dataset, exists_ok=True)
 
-    def _ensure_table(self, table: bigquery.Table) -> None:
-        """Create it, or add the nullable columns a newer release declares."""
+    def _ensure_table(self, table: bigquery.Table) -> bool:
+        """Create it (True), or add the nullable columns a newer release declares."""
         try:
             existing = self.client.get_table(table.reference)
         except NotFound:
             self.client.create_table(table, exists_ok=True)
-            return
+            return True
         have = {field.name for field in existing.schema}
         missing = [field for field in table.schema if field.name not in have]
         if missing:
             existing.schema = [*existing.schema, *missing]
             self.client.update_table(existing, ["schema"])
+        return False
+
+    def _number_old_loads(self) -> None:
+        """Files loaded before load sequences get numbers in their load order, once. The
+        numbers are a pure function of the unnumbered manifest, so the rows are numbered
+        first and the manifest last: a crash between is resumed with the same numbers."""
+        (row,) = self._query(
+            f"select count(*) as n from `{self.raw}.lake_files` where load_seq is null"
+        )
+        if not row.n:
+            return
+        numbered = f"""
+            select lake_path, (select coalesce(max(load_seq), 0) from `{self.raw}.lake_files`)
+                + row_number() over (order by loaded_at, lake_path) as seq
+            from `{self.raw}.lake_files` where load_seq is null
+        """
+        for raw in (ASSETS, HISTORY):
+            self._query(
+                f"update `{self.raw}.{raw.name}` as rows set load_seq = numbered.seq "
+                f"from ({numbered}) as numbered "
+                "where rows.lake_path = numbered.lake_path and rows.load_seq is null"
+            )
+        self._query(
+            f"merge `{self.raw}.lake_files` as manifest using ({numbered}) as numbered "
+            "on manifest.lake_path = numbered.lake_path "
+            "when matched then update set load_seq = numbered.seq"
+        )
 
     def _query(self, sql: str, **params: Any) -> list[bigquery.Row]:
         config = bigquery.QueryJobConfig(
@@ -204,6 +237,12 @@ class BigQueryWarehouse:
     def data_sources(self) -> set[str]:
         rows = self._query(f"select distinct source from `{self.raw}.lake_files`")
         return {row.source for row in rows}
+
+    def recorded_quarantine(self) -> set[str]:
+        rows = self._query(
+            f"select distinct kept_at from `{self.prod}.ops_dead_letters` where kept_at is not null"
+        )
+        return {row.kept_at for row in rows}
 
     def record_dead_letters(self, letters: list[DeadLetter]) -> int:
         """Add refusals not recorded yet (a merge per letter: there are few)."""
@@ -301,7 +340,8 @@ class BigQueryWarehouse:
         count, seq = already.n, already.seq
         if seq is None:
             (row,) = self._query(
-                f"select coalesce(max(load_seq), 0) + 1 as seq from `{self.raw}.lake_files`"
+                f"select greatest((select coalesce(max(load_seq), 0) from `{self.raw}.lake_files`),"
+                f" (select coalesce(max(issued), 0) from `{self.raw}.load_sequence`)) + 1 as seq"
             )
             seq = row.seq
         if count == 0:
@@ -310,7 +350,7 @@ class BigQueryWarehouse:
             except ValueError as exc:  # a value JSON cannot carry
                 raise WarehouseRefused(f"the rows cannot be written as JSON: {exc}") from None
             uri = self.lake.stage(lake_path, f".{raw.name}.ndjson", batch)
-            self._run_load_job(raw, table, uri, lake_path)
+            self._run_load_job(raw, table, uri, lake_path, seq)
             count = batch.count(b"\n")
         self._query(
             f"""
@@ -333,14 +373,16 @@ class BigQueryWarehouse:
         )
         return count
 
-    def _run_load_job(self, raw: RawTable, table: str, uri: str, lake_path: str) -> None:
+    def _run_load_job(
+        self, raw: RawTable, table: str, uri: str, lake_path: str, load_seq: int
+    ) -> None:
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             schema=raw.schema,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             ignore_unknown_values=False,
         )
-        job_id = load_job_id(raw.name, lake_path)
+        job_id = load_job_id(raw.name, lake_path, load_seq)
         try:
             job = self.client.load_table_from_uri(
                 uri, table, job_config=config, job_id=job_id, location=self.location
@@ -401,10 +443,20 @@ class BigQueryWarehouse:
             paths |= {row.lake_path for row in rows}
         return paths
 
+    def _keep_issued(self) -> None:
+        """Remember the highest load number before files leave the manifest."""
+        self._query(
+            f"update `{self.raw}.load_sequence` set issued = greatest(issued, "
+            f"(select coalesce(max(load_seq), 0) from `{self.raw}.lake_files`)) where true"
+        )
+
     def forget_file(self, lake_path: str) -> None:
-        """Rows first, manifest last: a crash between leaves a manifest entry whose rows are
-        gone, which `--verify` reports; the next build failure repeats the move anyway."""
-        for raw in (ASSETS, HISTORY, MANIFEST):
+        """Manifest first, then the rows (no transaction spans BigQuery statements here): a
+        crash between leaves rows without a manifest entry, which the next load repairs as
+        it repairs any crash (it finds the rows and records them), and the gate then refuses
+        them again."""
+        self._keep_issued()
+        for raw in (MANIFEST, ASSETS, HISTORY):
             self._query(
                 f"delete from `{self.raw}.{raw.name}` where lake_path = @lake_path",
                 lake_path=lake_path,
@@ -477,7 +529,8 @@ class BigQueryWarehouse:
 
     def forget_loads(self) -> None:
         """Empty the raw tables and the manifest (before a reload of the whole lake)."""
-        for raw in (ASSETS, HISTORY, MANIFEST):
+        self._keep_issued()
+        for raw in (MANIFEST, ASSETS, HISTORY):
             self._query(f"delete from `{self.raw}.{raw.name}` where true")
 
 

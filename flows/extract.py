@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.coincap import CoinCapClient, combine_pages
 from flows.lake import Lake, LakeWrite
+from flows.locking import exclusive_run
 from flows.replay.server import serve_replay
 from flows.settings import Settings, get_settings
 from flows.snapshot import InvalidSnapshot, check_live_time, parse_snapshot
@@ -182,7 +183,8 @@ def extract_snapshot(settings: Settings, lake: Lake, asset_limit: int | None) ->
 def extract(asset_limit: int | None = None) -> ExtractResult:
     """Fetch one snapshot into the lake; a bad body goes to quarantine and fails the run."""
     settings = with_block_secrets(get_settings())
-    return extract_snapshot(settings, resolve_target(settings).lake, asset_limit)
+    with exclusive_run(settings.lake_lock_path, timeout_seconds=settings.lock_timeout_seconds):
+        return extract_snapshot(settings, resolve_target(settings).lake, asset_limit)
 
 
 def main() -> None:

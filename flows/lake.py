@@ -297,11 +297,16 @@ class Lake:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self._full(relative))
 
-    def quarantine_notes(self) -> list[tuple[str, dict[str, object]]]:
-        """Every dead letter's note (path of the kept body, note), oldest name first."""
+    def quarantine_notes(
+        self, skip: set[str] | frozenset[str] = frozenset()
+    ) -> list[tuple[str, dict[str, object]]]:
+        """Every dead letter's note (path of the kept body, note), oldest name first; notes
+        of bodies in `skip` (recorded already) are not read."""
         notes = []
         for full in sorted(self.fs.glob(self._full("quarantine/**/*.reason.json"))):
             relative = self._relative(full)
+            if relative.removesuffix(".reason.json") + ".json.gz" in skip:
+                continue
             try:
                 note = json.loads(self.fs.cat_file(full))
             except (ValueError, OSError) as exc:

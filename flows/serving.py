@@ -100,7 +100,11 @@ def publish(
     result = PublishResult(copy=target_name)
     if ops_only and current is None:
         return result  # nothing published yet: the first good build publishes everything
-    if current is not None and not target.exists() and not full:
+    if ops_only and current is not None:
+        # the models stay exactly as readers see them now: start from the current copy (a
+        # new file, renamed over the target, so a reader still on the old one is untouched)
+        _replace_with_copy_of(current, target)
+    elif current is not None and not target.exists() and not full:
         # the second copy starts as a file copy of the first, then takes the delta: cheaper
         # than reading the same rows out of the warehouse again
         shutil.copyfile(current, target)
@@ -154,6 +158,13 @@ def _catch_up(
         con.execute("checkpoint")
     finally:
         con.close()
+
+
+def _replace_with_copy_of(source: Path, target: Path) -> None:
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, temporary)
+    target.with_name(target.name + ".wal").unlink(missing_ok=True)
+    os.replace(temporary, target)
 
 
 def _is_lock_conflict(exc: duckdb.Error) -> bool:

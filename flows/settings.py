@@ -161,8 +161,14 @@ class Settings(BaseSettings):
 
     @property
     def pipeline_lock_path(self) -> Path:
-        """Held by a pipeline run for its whole duration (see flows/locking.py)."""
+        """Held by whoever writes the warehouse or the serving copies (see flows/locking.py)."""
         return self.duckdb_path.parent / "pipeline.lock"
+
+    @property
+    def lake_lock_path(self) -> Path:
+        """Held while a tick takes its snapshot: two ticks never ask for the same replay
+        day at once, and the warehouse's lock is not needed to keep the market's moment."""
+        return self.duckdb_path.parent / "lake.lock"
 
     @property
     def resolved_dbt_target(self) -> str:

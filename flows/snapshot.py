@@ -65,10 +65,18 @@ LATEST_MS = 4102444800000  # 2100-01-01T00:00:00Z
 MAX_INVALID_SHARE = 0.1
 
 
+def safe_text(text: str) -> str:
+    """Text any store can hold: upstream characters that are not valid UTF-8 (a lone
+    surrogate) become backslash escapes, so a reason quoting them cannot break a note,
+    a log line or a warehouse row."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class InvalidSnapshot(ValueError):
     """The body must not reach the warehouse; `reason` says why in one line."""
 
     def __init__(self, reason: str) -> None:
+        reason = safe_text(reason)
         super().__init__(reason)
         self.reason = reason
 

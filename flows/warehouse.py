@@ -41,6 +41,7 @@ from flows.snapshot import (
     Snapshot,
     parse_history,
     parse_snapshot,
+    safe_text,
 )
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ create table if not exists {RAW_SCHEMA}.lake_files (
     snapshot_at timestamp not null,
     row_count integer not null,
     loaded_at timestamp not null,
-    load_seq bigint,                     -- 1, 2, 3... in load order; never reused
+    load_seq bigint,                     -- 1, 2, 3... in load order; never given out twice
     size_bytes bigint,                   -- the stored (gzip) file, to notice later changes
     sha256 varchar
 );
@@ -115,6 +116,9 @@ create table if not exists ops.dead_letters (  -- what a stage refused, and why
     reason varchar not null,
     kept_at varchar                      -- where the body is kept in the lake's quarantine
 );
+-- the highest load_seq ever given out, kept when files leave the manifest (a dead letter,
+-- a --reload), so no number is ever given out twice
+create table if not exists {RAW_SCHEMA}.load_sequence as select cast(0 as bigint) as issued;
 -- columns added since the first release (a warehouse made then gets them here)
 alter table {RAW_SCHEMA}.coincap_assets add column if not exists load_seq bigint;
 alter table {RAW_SCHEMA}.coincap_history add column if not exists load_seq bigint;
@@ -123,8 +127,10 @@ alter table {RAW_SCHEMA}.lake_files add column if not exists size_bytes bigint;
 alter table {RAW_SCHEMA}.lake_files add column if not exists sha256 varchar;
 """
 
-# Files loaded before `load_seq` existed get one in their load order, once.
+# Files loaded before `load_seq` existed get one in their load order, once, in one
+# transaction (a crash halfway leaves them all unnumbered, and the next open starts again).
 DUCKDB_NUMBER_OLD_LOADS = f"""
+begin transaction;
 update {RAW_SCHEMA}.lake_files as manifest set load_seq = numbered.seq
 from (
     select lake_path, row_number() over (order by loaded_at, lake_path) as seq
@@ -132,9 +138,26 @@ from (
 ) as numbered
 where manifest.lake_path = numbered.lake_path;
 update {RAW_SCHEMA}.coincap_assets as rows set load_seq = manifest.load_seq
-from {RAW_SCHEMA}.lake_files as manifest where manifest.lake_path = rows.lake_path;
+from {RAW_SCHEMA}.lake_files as manifest
+where manifest.lake_path = rows.lake_path and rows.load_seq is null;
 update {RAW_SCHEMA}.coincap_history as rows set load_seq = manifest.load_seq
-from {RAW_SCHEMA}.lake_files as manifest where manifest.lake_path = rows.lake_path;
+from {RAW_SCHEMA}.lake_files as manifest
+where manifest.lake_path = rows.lake_path and rows.load_seq is null;
+update {RAW_SCHEMA}.load_sequence
+set issued = greatest(issued, (select coalesce(max(load_seq), 0) from {RAW_SCHEMA}.lake_files));
+commit;
+"""
+# The next number: above everything in the manifest and everything ever given out.
+DUCKDB_NEXT_SEQ = f"""
+select greatest(
+    (select coalesce(max(load_seq), 0) from {RAW_SCHEMA}.lake_files),
+    (select max(issued) from {RAW_SCHEMA}.load_sequence)
+) + 1
+"""
+# Before files leave the manifest: remember the numbers they had.
+DUCKDB_KEEP_ISSUED = f"""
+update {RAW_SCHEMA}.load_sequence
+set issued = greatest(issued, (select coalesce(max(load_seq), 0) from {RAW_SCHEMA}.lake_files))
 """
 
 
@@ -200,10 +223,18 @@ class DeadLetter:
     reason: str
     kept_at: str | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("item", "reason", "kept_at", "source", "stage"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, safe_text(value)[:2000])
+
     @property
     def key(self) -> str:
-        """The same refusal recorded twice (a rerun after a crash) is one entry."""
-        return hashlib.sha256(f"{self.stage}|{self.item}|{self.reason}".encode()).hexdigest()[:32]
+        """The same refusal recorded twice (a rerun after a crash) is one entry; refusals
+        kept apart (two bodies of the same endpoint) are two."""
+        identity = f"{self.stage}|{self.item}|{self.reason}|{self.kept_at}"
+        return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -232,6 +263,8 @@ class Warehouse(Protocol):
     def load_history(self, stored: StoredFile, key: HistoryKey, window: HistoryWindow) -> int: ...
 
     def record_dead_letters(self, letters: list[DeadLetter]) -> int: ...
+
+    def recorded_quarantine(self) -> set[str]: ...
 
     def build_scope(self) -> BuildScope: ...
 
@@ -263,6 +296,8 @@ class LoadResult:
     dead_lettered: dict[str, str] = field(default_factory=dict)
     rows_rejected: int = 0  # single assets left out by validation, each recorded
     unknown_files: list[str] = field(default_factory=list)  # names not of the lake's layout
+    # lake file -> why it could not be read this run (I/O, not content: retried next run)
+    unreadable: dict[str, str] = field(default_factory=dict)
     temporary_files_removed: int = 0
 
 
@@ -317,6 +352,10 @@ def load_pending(lake: Lake, warehouse: Warehouse) -> LoadResult:
         except FileNotFoundError:
             log.warning("lake file %s disappeared before it was loaded", lake_path)
             continue
+        except OSError as exc:  # the disk or the network, not the file: try again next run
+            log.error("lake file %s could not be read this time: %s", lake_path, exc)
+            result.unreadable[lake_path] = f"{exc.__class__.__name__}: {exc}"
+            continue
         sources.add(source_of(lake_path))
         if rejected:
             warehouse.record_dead_letters(
@@ -349,13 +388,19 @@ def record_quarantine_notes(lake: Lake, warehouse: Warehouse) -> int:
     """Index every note of the lake's quarantine (the fetch stage writes them without a
     warehouse) in `ops.dead_letters`; known ones are ignored."""
     letters = []
-    for kept_at, note in lake.quarantine_notes():
+    for kept_at, note in lake.quarantine_notes(skip=warehouse.recorded_quarantine()):
         parts = kept_at.split("/")
         source = parts[1] if len(parts) > 1 else None
         stage = str(note.get("stage") or (parts[2] if len(parts) > 2 else "fetch"))
         item = str(note.get("lake_path") or note.get("window") or note.get("endpoint") or kept_at)
         letters.append(DeadLetter(stage, source, item, str(note.get("reason", "?")), kept_at))
-    return warehouse.record_dead_letters(letters) if letters else 0
+    recorded = 0
+    for letter in letters:  # one by one: a note that cannot be recorded stops no other
+        try:
+            recorded += warehouse.record_dead_letters([letter])
+        except Exception as exc:
+            log.error("quarantine note %s could not be recorded: %s", letter.kept_at, exc)
+    return recorded
 
 
 def _prepare(stored: StoredFile) -> tuple[Callable[[Warehouse], int], tuple[str, ...]]:
@@ -418,6 +463,7 @@ class DuckDBWarehouse:
         config = {"memory_limit": memory_limit} if memory_limit else {}
         self.con = duckdb.connect(str(path), config=config)
         self.con.execute(DUCKDB_DDL)
+        # the numbering is one transaction: manifest numbered <=> rows numbered
         unnumbered = self.con.execute(
             f"select count(*) from {RAW_SCHEMA}.lake_files where load_seq is null"
         ).fetchall()[0][0]
@@ -446,6 +492,12 @@ class DuckDBWarehouse:
     def data_sources(self) -> set[str]:
         rows = self.con.execute(f"select distinct source from {RAW_SCHEMA}.lake_files").fetchall()
         return {source for (source,) in rows}
+
+    def recorded_quarantine(self) -> set[str]:
+        rows = self.con.execute(
+            "select distinct kept_at from ops.dead_letters where kept_at is not null"
+        ).fetchall()
+        return {kept for (kept,) in rows}
 
     def record_dead_letters(self, letters: list[DeadLetter]) -> int:
         """Add refusals not recorded yet; returns how many were new."""
@@ -529,6 +581,7 @@ class DuckDBWarehouse:
         """Remove one file's rows and manifest entry (it moved to quarantine): one
         transaction, so a crash leaves it loaded or gone, never half."""
         self.con.execute("begin transaction")
+        self.con.execute(DUCKDB_KEEP_ISSUED)
         for table in ("coincap_assets", "coincap_history", "lake_files"):
             self.con.execute(
                 f"delete from {RAW_SCHEMA}.{table} where lake_path = $path", {"path": lake_path}
@@ -591,6 +644,7 @@ class DuckDBWarehouse:
         """Empty the raw tables and the manifest, so the next load reads the whole lake again
         (the way back from retention: reload, then `transform --full-refresh`)."""
         self.con.execute("begin transaction")
+        self.con.execute(DUCKDB_KEEP_ISSUED)  # reloaded files get new, higher numbers
         for table in ("coincap_assets", "coincap_history", "lake_files"):
             self.con.execute(f"delete from {RAW_SCHEMA}.{table}")
         self.con.execute("commit")
@@ -645,9 +699,7 @@ class DuckDBWarehouse:
         loaded_at = datetime.now(tz=UTC).replace(tzinfo=None)
         self.con.execute("begin transaction")
         try:
-            (seq,) = self.con.execute(
-                f"select coalesce(max(load_seq), 0) + 1 from {RAW_SCHEMA}.lake_files"
-            ).fetchall()[0]
+            (seq,) = self.con.execute(DUCKDB_NEXT_SEQ).fetchall()[0]
             params = {
                 "source": source,
                 "lake_path": stored.path,

@@ -80,14 +80,14 @@ def run_tick(
 
 
 def plant_broken_lake_file() -> None:
-    """A zero-length snapshot file (a full disk, a killed copy): the load moves it to
-    quarantine, and this tick dies during that move."""
+    """A snapshot file that is not gzip (8 MB of noise: a disk error, a stray copy): the
+    load moves it to quarantine, and this tick dies during that move (copy, note, delete)."""
     from flows.settings import get_settings
 
     lake = Path(get_settings().lake_url)
     name = lake / "raw/replay/assets/date=2020-12-31" / f"{1609372800000 + os.getpid()}.json.gz"
     name.parent.mkdir(parents=True, exist_ok=True)
-    name.write_bytes(b"")
+    name.write_bytes(os.urandom(8 * 2**20))
 
 
 def damage_the_copy_the_next_publish_writes() -> None:

@@ -107,8 +107,9 @@ def test_tables_are_partitioned_by_day_and_clustered_by_coin() -> None:
 
 def test_load_job_ids_are_deterministic_per_file() -> None:
     path = "raw/coincap/assets/date=2025-03-16/1742150071411.json.gz"
-    assert load_job_id("coincap_assets", path) == load_job_id("coincap_assets", path)
-    assert load_job_id("coincap_assets", path) != load_job_id("coincap_assets", path + "x")
+    assert load_job_id("coincap_assets", path, 7) == load_job_id("coincap_assets", path, 7)
+    assert load_job_id("coincap_assets", path, 7) != load_job_id("coincap_assets", path + "x", 7)
+    assert load_job_id("coincap_assets", path, 7) != load_job_id("coincap_assets", path, 8)
 
 
 @pytest.mark.parametrize("target", ["cloud_emulator", "local"])

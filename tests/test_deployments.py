@@ -46,7 +46,12 @@ def test_deploy_all_then_a_process_worker_runs_the_pipeline(
             f"{client.read_flow(d.flow_id).name}/{d.name}": d for d in client.read_deployments()
         }
     ours = {name: d for name, d in deployments.items() if d.work_pool_name == "cryptolytics"}
-    assert set(ours) == {"pipeline/pipeline", "backfill/backfill", "transform/full-refresh"}
+    assert set(ours) == {
+        "pipeline/pipeline",
+        "backfill/backfill",
+        "transform/full-refresh",
+        "audit/audit",
+    }
     tick = ours["pipeline/pipeline"]
     assert [s.schedule.interval.total_seconds() for s in tick.schedules] == [300]
     assert tick.global_concurrency_limit and tick.global_concurrency_limit.limit == 1
@@ -57,6 +62,9 @@ def test_deploy_all_then_a_process_worker_runs_the_pipeline(
     assert ours["transform/full-refresh"].parameters == {"full_refresh": True}
     assert not ours["transform/full-refresh"].schedules  # manual only
     assert ours["backfill/backfill"].parameters == {"top": 100, "interval": "d1"}
+    audit = ours["audit/audit"]  # daily, never next to itself
+    assert [s.schedule.cron for s in audit.schedules] == ["17 3 * * *"]
+    assert audit.global_concurrency_limit and audit.global_concurrency_limit.limit == 1
 
     run = run_deployment("pipeline/pipeline", timeout=0)
     prefect_cli("worker", "start", "--pool", "cryptolytics", "--run-once", timeout=600)

@@ -33,7 +33,7 @@ KILL_POINTS = (
     ("fetch", 0.03),
     ("lake_write", 0.03),
     ("load", 0.03),
-    ("dead_letter", 0.01),  # moving a broken lake file to quarantine
+    ("dead_letter", 0.05),  # moving a broken 8 MB lake file to quarantine
     ("dbt", 1.5),
     ("publish", 0.2),
     ("serving_rebuild", 0.3),  # rebuilding a damaged serving copy from the warehouse
@@ -104,8 +104,9 @@ def test_runs_started_at_once_take_turns(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three pipeline processes started together (a slow tick overlapping the next, a CLI
-    run on top): each waits for the lock, so their stages never interleave, and each
-    adds its own snapshot exactly once."""
+    run on top): each waits for the lake's lock to take its snapshot and for the
+    warehouse's lock to load and build, so no two runs are ever inside the same lock, and
+    each adds its own snapshot exactly once."""
     env, context = tick_environment(), forkserver(monkeypatch)
     journal = tmp_path / "journal"
     processes = [
@@ -121,11 +122,16 @@ def test_runs_started_at_once_take_turns(
         process.join(300)
     assert [p.exitcode for p in processes] == [0, 0, 0]
 
-    # stages under the lock ("done" is written once the run has let go of it)
+    # the snapshot is taken under the lake's lock, the rest under the warehouse's: each lock's
+    # stages run one run after another, whole ("done" is written once a run let go)
     entries = [line.split() for line in journal.read_text().splitlines()]
-    locked = [(pid, stage) for pid, stage in entries if stage != "done"]
-    runs = [pid for pid, _ in locked]
-    blocks = [pid for n, pid in enumerate(runs) if n == 0 or pid != runs[n - 1]]
-    assert len(blocks) == len(set(blocks)) == 3, entries  # one run after another, whole
-    assert [stage for _, stage in locked] == ["fetch", "lake_write", "load", "dbt", "publish"] * 3
+    for stages in (("fetch", "lake_write"), ("load", "dbt", "publish")):
+        locked = [(pid, stage) for pid, stage in entries if stage in stages]
+        runs = [pid for pid, _ in locked]
+        blocks = [pid for n, pid in enumerate(runs) if n == 0 or pid != runs[n - 1]]
+        assert len(blocks) == len(set(blocks)) == 3, entries
+        assert [stage for _, stage in locked] == list(stages) * 3, entries
+    for pid in {pid for pid, _ in entries}:  # and each run fetched before it loaded
+        own = [stage for who, stage in entries if who == pid]
+        assert own.index("lake_write") < own.index("load") < own.index("publish"), own
     assert assert_warehouse_equals_lake(settings) == 3  # three replay days, none twice
