@@ -416,14 +416,21 @@ class BigQueryWarehouse:
             {"run_at": run_at, "check_name": c.check, "status": c.status, "message": c.message}
             for c in checks
         ]
-        uri = self.lake.stage("ops/audit", ".ndjson", _ndjson(rows))
+        self._replace_ops_table("audit", AUDIT_SCHEMA, rows)
+
+    def _replace_ops_table(
+        self, name: str, schema: list[bigquery.SchemaField], rows: list[dict[str, Any]]
+    ) -> None:
+        """`ops_<name>` in the prod dataset becomes `rows`: a truncating load job from a
+        file staged beside the lake, like every load here."""
+        uri = self.lake.stage(f"ops/{name}", ".ndjson", _ndjson(rows))
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-            schema=AUDIT_SCHEMA,
+            schema=schema,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         )
         self.client.load_table_from_uri(
-            uri, f"{self.prod}.ops_audit", job_config=config, location=self.location
+            uri, f"{self.prod}.ops_{name}", job_config=config, location=self.location
         ).result()
 
     def build_scope(self) -> BuildScope:
@@ -490,15 +497,7 @@ class BigQueryWarehouse:
              "status": r.status, "seconds": r.seconds, "message": r.message}
             for r in results
         ]  # fmt: skip
-        uri = self.lake.stage("ops/dbt_results", ".ndjson", _ndjson(rows))
-        config = bigquery.LoadJobConfig(
-            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-            schema=DBT_RESULTS_SCHEMA,
-            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-        )
-        self.client.load_table_from_uri(
-            uri, f"{self.prod}.ops_dbt_results", job_config=config, location=self.location
-        ).result()
+        self._replace_ops_table("dbt_results", DBT_RESULTS_SCHEMA, rows)
 
     def publish_for_app(self) -> None:
         """What the local publish step adds for the health page: row counts of the raw
