@@ -441,11 +441,13 @@ class BigQueryWarehouse:
         )
         return BuildScope(after_seq=row.after_seq, covered_seq=row.covered_seq)
 
-    def failing_lake_paths(self, relations: list[str]) -> set[str]:
+    def failing_lake_paths(self, relations: list[str], after_seq: int) -> set[str]:
         paths: set[str] = set()
         for relation in relations:
             rows = self._query(
-                f"select distinct lake_path from {relation} where lake_path is not null"
+                f"select distinct lake_path from {relation} "
+                "where lake_path is not null and load_seq > @after",
+                after=after_seq,
             )
             paths |= {row.lake_path for row in rows}
         return paths

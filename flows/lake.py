@@ -52,7 +52,6 @@ HISTORY_NAME = re.compile(
     r"(?P<start>\d{1,15})-(?P<end>\d{1,15})\.json\.gz"
 )
 # Written beside their target, then renamed; one older than this is a killed writer's.
-TEMPORARY_GLOB = "**/.*.tmp"
 TEMPORARY_MAX_AGE_SECONDS = 600
 # A lake file inflating past this is not one of ours (a 2,000-asset body is ~0.8 MB).
 MAX_FILE_BYTES = 64 * 2**20
@@ -83,11 +82,13 @@ class StoredFile:
 
 @dataclass
 class LakeScan:
-    """What `raw/` holds: loadable files, oldest first, and names that are not ours."""
+    """What `raw/` holds: loadable files, oldest first, names that are not ours, and the
+    temporary files of writers."""
 
     snapshots: list[str] = field(default_factory=list)
     history: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    temporary: list[str] = field(default_factory=list)
 
 
 def snapshot_path(source: str, timestamp_ms: int) -> str:
@@ -341,12 +342,16 @@ class Lake:
         finally:
             os.close(folder)
 
-    def clean_temporary(self, older_than_seconds: float = TEMPORARY_MAX_AGE_SECONDS) -> int:
-        """Remove temporary files left by killed writers (a live writer's is seconds old)."""
+    def clean_temporary(
+        self, temporary: list[str], older_than_seconds: float = TEMPORARY_MAX_AGE_SECONDS
+    ) -> int:
+        """Remove the temporary files (from `scan`) left by killed writers; a live writer's
+        is seconds old."""
         if not self._rename_is_atomic:
             return 0
         removed = 0
-        for full in self.fs.glob(self._full(TEMPORARY_GLOB), hidden=True):
+        for relative in temporary:
+            full = self._full(relative)
             try:
                 if time.time() - os.path.getmtime(full) > older_than_seconds:
                     os.remove(full)
@@ -400,8 +405,8 @@ class Lake:
         for full in self.fs.find(root) if self.fs.exists(root) else []:
             relative = self._relative(full)
             if posixpath.basename(relative).startswith("."):
-                continue  # a writer's temporary file
-            if is_snapshot_name(relative):
+                result.temporary.append(relative)  # a writer's, perhaps a killed one's
+            elif is_snapshot_name(relative):
                 result.snapshots.append(relative)
             elif is_history_name(relative):
                 result.history.append(relative)

@@ -113,14 +113,18 @@ def gate_failures(build: DbtBuild) -> list[DbtNodeResult] | None:
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
-def dead_letter_gate_failures(target: Target, failing: list[DbtNodeResult]) -> dict[str, str]:
-    """Move the lake files behind the gate's failing rows to quarantine. Copy and note,
-    then the rows out of the warehouse, then the lake file: a crash at any point is
-    finished by the next build (a file still in the lake is loaded and refused again)."""
+def dead_letter_gate_failures(
+    target: Target, failing: list[DbtNodeResult], after_seq: int
+) -> dict[str, str]:
+    """Move the lake files behind the gate's failing rows *of this build* to quarantine
+    (a duplicate's older twin, built and published long ago, stays). Copy and note, then
+    the rows out of the warehouse, then the lake file: a crash at any point is finished by
+    the next build (a file still in the lake is loaded and refused again)."""
     reason = "dbt test(s) failed on its rows: " + ", ".join(n.node for n in failing)
     moved: dict[str, str] = {}
     with target.open_warehouse() as warehouse:
-        paths = warehouse.failing_lake_paths([n.failures_relation or "" for n in failing])
+        relations = [n.failures_relation or "" for n in failing]
+        paths = warehouse.failing_lake_paths(relations, after_seq)
         for path in sorted(paths):
             kept = target.lake.dead_letter(path, "build", reason, remove=False)
             warehouse.forget_file(path)
@@ -171,7 +175,7 @@ def build_and_publish(settings: Settings, target: Target, full_refresh: bool) ->
     failing = gate_failures(build)
     if failing is not None:
         record_dbt_results(target, build.nodes)
-        dead_lettered = dead_letter_gate_failures(target, failing)
+        dead_lettered = dead_letter_gate_failures(target, failing, scope.after_seq)
         for path, reason in dead_lettered.items():
             logger.error("Dead letter: %s moved to quarantine: %s", path, reason)
         if dead_lettered:

@@ -272,7 +272,7 @@ class Warehouse(Protocol):
         self, results: list[DbtNodeResult], scope: BuildScope | None = None
     ) -> None: ...
 
-    def failing_lake_paths(self, relations: list[str]) -> set[str]: ...
+    def failing_lake_paths(self, relations: list[str], after_seq: int) -> set[str]: ...
 
     def record_audit(self, checks: list[AuditCheck]) -> None: ...
 
@@ -325,8 +325,8 @@ def load_pending(lake: Lake, warehouse: Warehouse) -> LoadResult:
     """Load every lake file the warehouse does not have yet, oldest first; a file that
     cannot be loaded is moved aside with its reason and the next one is loaded."""
     result = LoadResult()
-    result.temporary_files_removed = lake.clean_temporary()
     scan = lake.scan()
+    result.temporary_files_removed = lake.clean_temporary(scan.temporary)
     result.unknown_files = scan.unknown
     for name in scan.unknown:
         log.warning("lake file %s does not fit the lake's layout: skipped (not loaded)", name)
@@ -378,10 +378,10 @@ def _dead_letter(lake: Lake, warehouse: Warehouse, lake_path: str, stage: str, r
     """Quarantine copy and note, then the warehouse's record, then the original removed:
     a crash anywhere in between is finished by the next run (same names, same key)."""
     log.error("lake file %s refused at %s, moved to quarantine: %s", lake_path, stage, reason)
-    kept = lake.dead_letter_path(lake_path, stage)
-    letter = DeadLetter(stage, source_of(lake_path), lake_path, reason, kept)
-    lake.dead_letter(lake_path, stage, reason)
-    warehouse.record_dead_letters([letter])
+    kept = lake.dead_letter(lake_path, stage, reason)
+    warehouse.record_dead_letters(
+        [DeadLetter(stage, source_of(lake_path), lake_path, reason, kept)]
+    )
 
 
 def record_quarantine_notes(lake: Lake, warehouse: Warehouse) -> int:
@@ -567,12 +567,15 @@ class DuckDBWarehouse:
         ).fetchall()[0]
         return BuildScope(after_seq=after, covered_seq=covered)
 
-    def failing_lake_paths(self, relations: list[str]) -> set[str]:
-        """The lake files behind the rows failing tests stored (the staging gate's)."""
+    def failing_lake_paths(self, relations: list[str], after_seq: int) -> set[str]:
+        """The lake files behind the failing rows the staging gate stored, among the rows
+        loaded after `after_seq` (the build's own)."""
         paths: set[str] = set()
         for relation in relations:
             rows = self.con.execute(
-                f"select distinct lake_path from {relation} where lake_path is not null"
+                f"select distinct lake_path from {relation} "
+                "where lake_path is not null and load_seq > $after",
+                {"after": after_seq},
             ).fetchall()
             paths |= {path for (path,) in rows}
         return paths
@@ -590,23 +593,12 @@ class DuckDBWarehouse:
 
     def models_predate_load_seq(self) -> bool:
         """Models built by a release before load sequences: rebuild them once, in full."""
-        found = self.con.execute(
-            "select count(*) from duckdb_columns() where database_name = current_database() "
-            "and schema_name = 'prod' and table_name = 'facts_coins' and column_name = 'load_seq'"
-        ).fetchall()[0][0]
-        exists = self.con.execute(
-            "select count(*) from duckdb_tables() where database_name = current_database() "
+        (exists, has_column) = self.con.execute(
+            "select count(*) > 0, count(*) filter (where column_name = 'load_seq') > 0 "
+            "from duckdb_columns() where database_name = current_database() "
             "and schema_name = 'prod' and table_name = 'facts_coins'"
-        ).fetchall()[0][0]
-        if not exists:
-            return False
-        if not found:
-            return True
-        return bool(
-            self.con.execute(
-                "select count(*) from prod.facts_coins where load_seq is null"
-            ).fetchall()[0][0]
-        )
+        ).fetchall()[0]
+        return bool(exists and not has_column)
 
     def apply_retention(self, days: int) -> int:
         """Drop 5-minute rows older than `days` before the newest snapshot, from the raw

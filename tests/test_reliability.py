@@ -408,3 +408,64 @@ def test_the_key_is_nowhere_on_disk_after_hostile_runs(
     assert database.exists()
     assert files_containing(secret.encode(), roots) == []
     assert files_containing(b"[redacted]", [tmp_path / "lake"])  # the echoes were kept, redacted
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_server")
+def test_a_warehouse_from_before_load_sequences_is_numbered_and_rebuilt_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade: raw tables, manifest and fact without `load_seq` (as the last release
+    left them). Opening the warehouse numbers the old files in load order, the first build
+    rebuilds the models in full, and the next tick is incremental again."""
+    from flows.pipeline import pipeline
+
+    monkeypatch.setenv("CRYPTOLYTICS_ASSET_LIMIT", "300")
+    for day in replay_bodies(2, limit=300):
+        tick(settings, [("replay", *day)])
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        for table, column in [
+            ("raw.coincap_assets", "load_seq"), ("raw.coincap_history", "load_seq"),
+            ("raw.lake_files", "load_seq"), ("raw.lake_files", "size_bytes"),
+            ("raw.lake_files", "sha256"), ("prod.facts_coins", "load_seq"),
+        ]:  # fmt: skip
+            con.execute(f"alter table {table} drop column {column}")
+        con.execute("drop table raw.load_sequence")
+    state = pipeline(return_state=True)
+    assert state.is_completed(), state.message
+    assert query(
+        settings.duckdb_path,
+        "select list(load_seq order by load_seq) from raw.lake_files",
+    ) == [([1, 2, 3],)]
+    assert query(
+        settings.duckdb_path,
+        "select count(*), count(load_seq), count(distinct (coin_id, snapshot_at)) "
+        "from prod.facts_coins",
+    ) == [(900, 900, 900)]
+    assert assert_warehouse_equals_lake(settings) == 3
+    assert pipeline(return_state=True).is_completed()
+    assert assert_warehouse_equals_lake(settings) == 4
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_server")
+def test_a_copy_of_a_snapshot_under_another_name_is_refused_by_the_gate(
+    settings: Settings,
+) -> None:
+    """A hostile case of the lake itself: yesterday's file copied under a valid name of its
+    own (a restore gone wrong). It parses, so it loads; its rows repeat keys already in the
+    history, the gate's uniqueness test refuses them, and only that copy is moved aside."""
+    from flows.pipeline import pipeline
+
+    pipeline()
+    lake = Path(settings.lake_url)
+    (original,) = lake.glob("raw/replay/assets/date=*/*.json.gz")
+    copy = original.with_name(f"{int(original.name.split('.')[0]) + 1}.json.gz")
+    shutil.copyfile(original, copy)
+    state = pipeline(return_state=True)
+    assert state.is_completed(), state.message
+    moved = state.result().transformed.dead_lettered
+    assert list(moved) == [str(copy.relative_to(lake))]
+    assert "unique_combination_of_columns_stg_coinsdata" in moved[str(copy.relative_to(lake))]
+    assert original.exists() and not copy.exists()
+    assert assert_warehouse_equals_lake(settings) == 2

@@ -374,3 +374,23 @@ def test_sigkill_at_any_point_of_a_load_leaves_no_partial_file(
         load_pending(lake, warehouse)
     assert table_counts(db) == (expected_rows, files, expected_rows)
     assert_manifest_matches_rows(db)
+
+
+def test_a_replay_file_is_never_loaded_into_a_warehouse_of_live_data(
+    tmp_path: Path, recorded_assets: bytes
+) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    rows = fill_lake(lake, recorded_assets, 2)  # live CoinCap data
+    db = tmp_path / "wh.duckdb"
+    with DuckDBWarehouse(db) as warehouse:
+        load_pending(lake, warehouse)
+        replayed = body_variant(recorded_assets, timestamp_ms=1609459200000)
+        stray = lake.write_snapshot("replay", 1609459200000, replayed)
+        load_pending(lake, warehouse)  # refused: moved aside
+        result = load_pending(lake, warehouse)
+        sources = warehouse.data_sources()
+    assert table_counts(db)[0] == rows and sources == {"coincap"}
+    ((stage, item, why, _),) = dead_letters(db)
+    assert (stage, item) == ("load", stray.path)
+    assert "this warehouse holds live CoinCap data" in why
+    assert result.dead_lettered == {}  # moved aside once, not refused again every run
