@@ -45,9 +45,9 @@ app: install  ## only the analyst app on :8501 (reads what the pipeline publishe
 	$(BIN)/python -m streamlit run streamlit_app/app.py --server.headless true \
 		--server.address 127.0.0.1 --browser.gatherUsageStats false
 
-deploy: install  ## prefect.yaml's deployments + process pool on PREFECT_API_URL (default :4200)
+deploy: install  ## prefect.yaml's deployments + the warm worker pool on PREFECT_API_URL (default :4200)
 	export PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} && \
-	$(BIN)/prefect work-pool create cryptolytics --type process --overwrite && \
+	$(BIN)/prefect work-pool create cryptolytics --type cryptolytics --overwrite && \
 	$(BIN)/prefect --no-prompt deploy --all
 
 worker: install  ## a process worker for the `cryptolytics` pool (runs the deployed flows)

@@ -1,19 +1,19 @@
-"""Benchmark worker: pipeline ticks as the deployment runs them, in one fresh process.
+"""Benchmark worker: pipeline ticks, in one fresh process.
 
-    python -m bench.tick --ticks 20 [--full-refresh] [--cold]
+    python -m bench.tick --ticks 20 [--full-refresh] [--worker cryptolytics|process]
 
 Run by bench.suite with the environment of one benchmark workspace (lake, warehouse,
-a Prefect server, CoinCap base URL of a replay server on 127.0.0.1). Each tick is a run of
-the `pipeline` deployment created "now" through the Prefect API:
+a Prefect server, CoinCap base URL of a replay server on 127.0.0.1).
 
-- warm (default): picked up by the same warm runner `make up` uses (flows/warm_runner.py,
-  polling every second), so latency counts the poll, the claim, the flow run and its end;
-- `--cold`: served by Prefect's own runner, which starts a new Python process per run,
-  the way `flow.serve` and a process worker run it.
+- in-process (default): `pipeline()` called in this process again and again, the warm
+  in-process figure: the flow run's wall time, the stage breakdown the flow measured, the
+  first tick apart (it parses the dbt project), and this process's peak RSS.
+- `--worker TYPE`: the production path. The `pipeline` flow deployed with `prefect deploy`
+  to a pool of that type, `prefect worker start` on it, and each tick a run scheduled a
+  few seconds ahead as Prefect's scheduler does; latency is scheduled -> completed as the
+  API records it. `cryptolytics` is our warm worker, `process` Prefect's own.
 
-Prints one JSON object: per tick, scheduled -> finished latency and (warm) the stage
-breakdown the flow measured, the warm process's first tick apart (it parses the dbt
-project), and the warm process's peak RSS.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -23,17 +23,19 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect.client.orchestration import get_client
-from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
 
 from flows.pipeline import PipelineResult, pipeline
-from flows.warm_runner import start_in_background
+from flows.settings import PROJECT_ROOT
+
+# A scheduler creates runs ahead of time; a worker picks them up within its poll interval
+# (10 s) and the server holds them until their time comes.
+SCHEDULE_AHEAD_SECONDS = 15
 
 
 def peak_rss_mb() -> float:
@@ -65,61 +67,51 @@ def stages(result: PipelineResult) -> dict[str, float]:
     }
 
 
-def wait_for_deployment(name: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            try:
-                client.read_deployment_by_name(name)
-                return
-            except ObjectNotFound:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-
-
-def warm_ticks(count: int, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-    deployment = pipeline.to_deployment(name="bench", concurrency_limit=1)
-    deployment_id = deployment.apply()
-    finished: list[Any] = []
-    done = threading.Event()
-
-    def on_done(state: Any) -> None:
-        finished.append(state)
-        done.set()
-
-    stop = start_in_background(pipeline, deployment_id, on_done=on_done)
+def in_process_ticks(count: int, parameters: dict[str, Any]) -> list[dict[str, Any]]:
     ticks = []
-    try:
-        for _ in range(count):
-            done.clear()
-            run = run_deployment("pipeline/bench", parameters=parameters, timeout=0)
-            if not done.wait(600):
-                raise TimeoutError("the warm runner did not finish the tick in 10 minutes")
-            state = finished[-1]
-            result: PipelineResult = state.result()
-            ticks.append({"latency": latency(run.id), **stages(result)})
-    finally:
-        stop.set()
+    for _ in range(count):
+        started = time.perf_counter()
+        result = pipeline(**parameters)
+        ticks.append({"latency": time.perf_counter() - started, **stages(result)})
     return ticks
 
 
-def cold_ticks(count: int, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-    """Prefect's runner (`flow.serve`) in its own process: a new process per flow run,
-    as a process worker runs them too."""
-    serve = "from flows.pipeline import pipeline; pipeline.serve(name='bench-cold', limit=1)"
-    runner = subprocess.Popen([sys.executable, "-c", serve], stdout=subprocess.DEVNULL)
+def worker_ticks(count: int, parameters: dict[str, Any], worker: str) -> list[dict[str, Any]]:
+    """Ticks of a deployment on a pool of type `worker`, run by `prefect worker start`."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Scheduled
+
+    pool, name = f"bench-{worker}", f"bench-{worker}"
+    prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
+    for command in (
+        ["work-pool", "create", pool, "--type", worker, "--overwrite"],
+        ["deploy", "flows/pipeline.py:pipeline", "--name", name, "--pool", pool],
+    ):
+        subprocess.run([*prefect, *command], cwd=PROJECT_ROOT, check=True, capture_output=True)
+    process = subprocess.Popen(
+        [*prefect, "worker", "start", "--pool", pool, "--limit", "1"],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     ticks = []
     try:
-        wait_for_deployment("pipeline/bench-cold")
-        for _ in range(count):
-            run = run_deployment("pipeline/bench-cold", parameters=parameters, timeout=600)
-            if not run.state or not run.state.is_completed():
-                raise RuntimeError(f"cold tick ended {run.state}")
-            ticks.append({"latency": latency(run.id)})
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(f"pipeline/{name}")
+            for _ in range(count):
+                at = datetime.now(tz=UTC) + timedelta(seconds=SCHEDULE_AHEAD_SECONDS)
+                run = client.create_flow_run_from_deployment(
+                    deployment.id, parameters=parameters, state=Scheduled(scheduled_time=at)
+                )
+                deadline = time.monotonic() + 600
+                while not (state := client.read_flow_run(run.id).state).is_final():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{worker} worker: tick not done in 10 minutes")
+                    time.sleep(0.5)
+                if state.type != StateType.COMPLETED:
+                    raise RuntimeError(f"{worker} worker: tick ended {state}")
+                ticks.append({"latency": latency(run.id)})
     finally:
-        runner.send_signal(signal.SIGINT)
-        runner.wait(60)
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
     return ticks
 
 
@@ -127,15 +119,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ticks", type=int, default=20)
     parser.add_argument("--full-refresh", action="store_true", help="the seed design")
-    parser.add_argument("--cold", action="store_true", help="a new process per run")
+    parser.add_argument("--worker", choices=["cryptolytics", "process"], help="deployment runs")
     args = parser.parse_args()
     parameters = {"full_refresh": args.full_refresh}
-    if args.cold:
-        ticks, first = cold_ticks(args.ticks, parameters), None
+    if args.worker:
+        ticks, first = worker_ticks(args.ticks, parameters, args.worker), None
     else:
         # the process's first tick imports nothing more but parses the dbt project: apart
-        first, *ticks = warm_ticks(args.ticks + 1, parameters)
-    peak = None if args.cold else round(peak_rss_mb(), 1)  # cold: runs in other processes
+        first, *ticks = in_process_ticks(args.ticks + 1, parameters)
+    peak = None if args.worker else round(peak_rss_mb(), 1)  # workers: other processes
     print(json.dumps({"ticks": ticks, "first_tick": first, "peak_rss_mb": peak}))
 
 

@@ -24,7 +24,6 @@ class Target:
     # make the new models visible to the app: (full after a full refresh, ops_only after a
     # failed build: only the health page's tables)
     publish: Callable[[bool, bool], PublishResult | None] = lambda full, ops_only: None
-    open_reader: Callable[[], Reader] | None = None  # what the app queries
 
 
 def _release_dbt_duckdb() -> None:
@@ -52,7 +51,6 @@ def _local(settings: Settings) -> Target:
         publish=lambda full, ops_only: publish(
             path, serving_dir, full=full, memory_limit=memory, ops_only=ops_only
         ),
-        open_reader=lambda: ServingReader(serving_dir),
     )
 
 
@@ -61,10 +59,7 @@ def _cloud(settings: Settings) -> Target:
     block `python -m blocks.register` saved; with emulator endpoints set (tests), anonymous
     ones, so nothing can reach Google. The app reads the models where dbt built them;
     "publishing" records row counts and the time for its health page."""
-    from google.api_core.client_options import ClientOptions
-    from google.cloud import bigquery
-
-    from flows.bigquery import BigQueryReader, BigQueryWarehouse
+    from flows.bigquery import BigQueryWarehouse
 
     if settings.facts_retention_days:
         raise ValueError(
@@ -86,15 +81,8 @@ def _cloud(settings: Settings) -> Target:
         lake_options = {"token": credentials, "project": settings.gcp_project}
     lake = Lake(settings.lake_url, **lake_options)
 
-    def client() -> bigquery.Client:
-        return bigquery.Client(
-            project=settings.gcp_project,
-            credentials=credentials,
-            location=settings.bigquery_location,
-            client_options=ClientOptions(api_endpoint=settings.bigquery_api_endpoint)
-            if emulated
-            else None,
-        )
+    def client() -> Any:
+        return _bigquery_client(settings, credentials)
 
     def open_warehouse() -> BigQueryWarehouse:
         return BigQueryWarehouse(
@@ -121,9 +109,42 @@ def _cloud(settings: Settings) -> Target:
             "DBT_BIGQUERY_API_ENDPOINT": settings.bigquery_api_endpoint or "",
         },
         publish=lambda full, ops_only: None if ops_only else _publish_cloud(open_warehouse),
-        open_reader=lambda: BigQueryReader(
-            client(), settings.bigquery_prod_dataset, settings.bigquery_location
-        ),
+    )
+
+
+def _bigquery_client(settings: Settings, credentials: Any) -> Any:
+    from google.api_core.client_options import ClientOptions
+    from google.cloud import bigquery
+
+    endpoint = settings.bigquery_api_endpoint
+    return bigquery.Client(
+        project=settings.gcp_project,
+        credentials=credentials,
+        location=settings.bigquery_location,
+        client_options=ClientOptions(api_endpoint=endpoint) if endpoint else None,
+    )
+
+
+def open_app_reader(settings: Settings) -> Reader:
+    """What the analyst app reads, and nothing more: the published serving copies (local)
+    or the prod dataset (cloud), with application default credentials, which on GCP are
+    the app's read-only service account (terraform/main.tf). No Prefect server, no
+    pipeline credentials, no lake: the app runs with `streamlit run` alone."""
+    if settings.target == "local":
+        return ServingReader(settings.serving_dir.resolve())
+    if settings.target != "cloud":
+        raise ValueError(f"CRYPTOLYTICS_TARGET={settings.target!r} has no reader for the app")
+    from flows.bigquery import BigQueryReader
+
+    credentials = None  # application default credentials
+    if settings.bigquery_api_endpoint is not None:  # an emulator: nothing can reach Google
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()
+    return BigQueryReader(
+        _bigquery_client(settings, credentials),
+        settings.bigquery_prod_dataset,
+        settings.bigquery_location,
     )
 
 

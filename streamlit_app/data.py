@@ -23,7 +23,7 @@ import yaml
 
 from flows.serving import NoDataYet, Reader
 from flows.settings import Settings, get_settings
-from flows.targets import resolve_target
+from flows.targets import open_app_reader
 
 # A fifth of the 5-minute schedule by default: new snapshots show within a minute.
 CACHE_TTL_SECONDS = get_settings().app_cache_ttl_seconds
@@ -97,10 +97,7 @@ def reader() -> Reader:
 @st.cache_resource(show_spinner=False)
 def _shared_reader(settings_key: str, _settings: Settings) -> Reader:
     """One reader per configuration (`_settings` is not hashed: the key stands for it)."""
-    target = resolve_target(_settings)
-    if target.open_reader is None:
-        raise RuntimeError(f"the {target.name} target has no reader for the app")
-    return target.open_reader()
+    return open_app_reader(_settings)
 
 
 def _query(sql: str, **params: Any) -> pd.DataFrame:

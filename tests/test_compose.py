@@ -29,7 +29,7 @@ def test_the_worker_deploys_prefect_yaml_to_its_own_pool() -> None:
     command = " ".join(COMPOSE["services"]["worker"]["command"])
     pools = {d["work_pool"]["name"] for d in PREFECT_YAML["deployments"]}
     (pool,) = pools
-    assert f"work-pool create {pool} --type process" in command
+    assert f"work-pool create {pool} --type cryptolytics" in command  # the warm worker
     assert "deploy --all" in command and f"worker start --pool {pool}" in command
     api = COMPOSE["services"]["worker"]["environment"]["PREFECT_API_URL"]
     assert api == "http://prefect-server:4200/api"

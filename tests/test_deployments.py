@@ -1,19 +1,26 @@
-"""prefect.yaml, as users run it: `prefect deploy --all` against a real Prefect server with
-the process pool, then a process worker runs the scheduled `pipeline` deployment."""
+"""prefect.yaml, as users run it: `prefect deploy --all` against a real Prefect server,
+then `prefect worker start` with our warm worker type runs the deployments: a tick warm,
+a run cancelled from the API while it runs, a run whose process is killed."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from uuid import UUID
 
 import duckdb
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import State
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
+from prefect.states import Cancelling
 
 from flows.settings import PROJECT_ROOT, Settings
 
@@ -34,10 +41,10 @@ def prefect_cli(*args: str, timeout: float = 300) -> str:
     return done.stdout
 
 
-def test_deploy_all_then_a_process_worker_runs_the_pipeline(
+def test_deploy_all_then_the_warm_worker_runs_the_pipeline(
     settings: Settings, tmp_path: Path
 ) -> None:
-    prefect_cli("work-pool", "create", "cryptolytics", "--type", "process", "--overwrite")
+    prefect_cli("work-pool", "create", "cryptolytics", "--type", "cryptolytics", "--overwrite")
     prefect_cli("deploy", "--all")
     prefect_cli("deploy", "--all")  # again: updated in place, not doubled
 
@@ -78,3 +85,89 @@ def test_deploy_all_then_a_process_worker_runs_the_pipeline(
         assert con.execute(
             "select count(distinct snapshot_at) from prod.facts_coins"
         ).fetchall() == [(1,)]
+    # warm: the run began with the dbt project the warm server had parsed
+    logs = run_logs(run.id)
+    assert "warm manifest reused" in logs, logs
+
+
+def run_logs(flow_run_id: UUID) -> str:
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return "\n".join(log.message for log in logs)
+
+
+def wait_for(predicate: Callable[[], object], seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def final_state(flow_run_id: UUID, seconds: float = 180) -> State:
+    with get_client(sync_client=True) as client:
+        wait_for(lambda: client.read_flow_run(flow_run_id).state.is_final(), seconds)
+        state = client.read_flow_run(flow_run_id).state
+    assert state is not None
+    return state
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def warm_worker(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """`prefect worker start` on a pool of our type, with the probe flow deployed to it."""
+    prefect_cli("work-pool", "create", "cryptolytics", "--type", "cryptolytics", "--overwrite")
+    prefect_cli("deploy", "tests/warm_probe.py:sleepy", "--name", "probe", "--pool", "cryptolytics")
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "cryptolytics"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=(tmp_path / "worker.log").open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        worker.wait(60)
+
+
+def test_a_run_cancelled_while_it_runs_ends_cancelled_and_its_process_with_it(
+    warm_worker: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    run = run_deployment("warm-probe/probe", parameters={"pid_file": str(pid_file)}, timeout=0)
+    wait_for(pid_file.exists)
+    pid = int(pid_file.read_text())
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Cancelling(), force=True)
+    state = final_state(run.id)
+    assert state.is_cancelled(), state
+    wait_for(lambda: not alive(pid), 60)
+
+
+def test_a_run_whose_process_is_killed_is_reported_crashed(
+    warm_worker: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    run = run_deployment("warm-probe/probe", parameters={"pid_file": str(pid_file)}, timeout=0)
+    wait_for(pid_file.exists)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the out-of-memory killer, say
+    state = final_state(run.id)
+    assert state.is_crashed(), state
+    # and the worker goes on: the next run completes
+    pid_file.unlink()
+    run = run_deployment(
+        "warm-probe/probe", parameters={"pid_file": str(pid_file), "seconds": 0}, timeout=0
+    )
+    assert final_state(run.id).is_completed()

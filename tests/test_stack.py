@@ -1,12 +1,15 @@
-"""`make up`'s process tree for real: Prefect server, served deployment, first tick at once,
-and Ctrl-C stopping everything it started."""
+"""`make up`'s process tree for real: Prefect server, prefect.yaml deployed, the warm worker
+running the first tick at once, one line per run in the terminal, and a stop signal
+stopping everything it started with the schedules paused."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -55,7 +58,10 @@ def completed_pipeline_runs(api: str) -> list[dict]:
     return response.json()
 
 
-def test_stack_serves_the_pipeline_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_stack_runs_prefect_yaml_on_the_worker_and_stops_cleanly(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     port, app_port = free_port(), free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
@@ -105,15 +111,41 @@ def test_stack_serves_the_pipeline_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         # the first tick ran at once: replay day one is in the warehouse
         time.sleep(1)
     finally:
-        stack.send_signal(signal.SIGINT)
-        stack.wait(timeout=90)
+        stack.send_signal(stop_signal)
+        output, _ = stack.communicate(timeout=120)
+    assert stack.returncode == 0, output
+    assert "Traceback" not in output, output
+    # one line per finished run in the terminal: the first tick, warm, by the worker
+    assert re.search(r"\d\d:\d\d:\d\d  pipeline\s+completed in \d+\.\d+s", output), output
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
+        paused = dict(db.execute("select name, paused from deployment").fetchall())
+    assert paused and all(paused.values()), paused  # no runs pile up while nothing serves
 
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         days = con.execute(
             "select count(distinct snapshot_at), min(source) from prod.facts_coins"
         ).fetchall()
-    assert days == [(1, "replay")]
+    assert days[0][1] == "replay" and days[0][0] >= 1
     assert processes_started_for(tmp_path) == []  # no flow run outlives Ctrl-C either
     for stopped in (f"{api}/health", f"http://127.0.0.1:{app_port}/_stcore/health"):
         with pytest.raises(httpx.ConnectError):
             httpx.get(stopped, timeout=2)  # Ctrl-C stopped the server and the app too
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "flows.stack", "--port", str(port),
+             "--logs", str(tmp_path / "logs")],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert (
+        lines[-1]
+        == f"Port {port} (the Prefect server) is already in use: is another `make up` running?"
+    )
+    assert not (tmp_path / "logs").exists()  # nothing started

@@ -1,0 +1,309 @@
+"""The warm fork server behind the `cryptolytics` worker type (flows/warm_worker.py).
+
+A process worker starts `python -m prefect.engine` afresh for every flow run: about 10 s of
+imports (Prefect, dbt, DuckDB, pandas) and a dbt parse on this machine, for a tick whose
+work takes about 3 s. This server pays that once: it imports everything and parses the dbt
+project, then waits on a Unix socket. For each flow run, the launcher (flows/warm_launch.py,
+the command Prefect's own process machinery starts) hands over its argv, environment,
+working directory and stdio; the server forks, and the child runs exactly what
+`python -m prefect.engine` runs, in a copy of this warm process. The child is a process of
+its own (its own session, its own exit code): cancellation, crash detection, logs and
+artifacts work as they do for the process worker, through the launcher that stands in
+for it.
+
+The server stays single-threaded (a fork from a threaded process can inherit a held lock)
+and opens no DuckDB file. When our code changes on disk it answers "stale" (the launcher
+then runs the flow run cold, as Prefect would) and starts itself again once idle.
+
+    python -m flows.warm_server SOCKET_PATH
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows.settings import PROJECT_ROOT
+
+HEADER = struct.Struct("!I")  # the length of the JSON request that follows
+MAX_REQUEST_BYTES = 4 * 2**20  # an environment, argv and a path: far below this
+CODE_DIRS = ("flows", "blocks")
+KILL_GRACE_SECONDS = 10.0
+
+
+def code_fingerprint(root: Path = PROJECT_ROOT) -> tuple[tuple[str, int], ...]:
+    """What a warm process would miss if it changed: our own Python files' mtimes."""
+    return tuple(
+        sorted(
+            (str(path.relative_to(root)), path.stat().st_mtime_ns)
+            for folder in CODE_DIRS
+            for path in (root / folder).rglob("*.py")
+        )
+    )
+
+
+def preload() -> None:
+    """Import what every flow run needs and parse the dbt project once (local target; the
+    cloud target's dbt settings come with its credentials, which a run loads itself)."""
+    import dbt.cli.main  # noqa: F401
+    import duckdb  # noqa: F401
+    import pandas  # noqa: F401
+    import prefect.engine
+    import prefect.flow_engine  # noqa: F401
+
+    import flows.audit
+    import flows.backfill
+    import flows.pipeline  # noqa: F401
+    from flows.settings import get_settings
+    from flows.targets import resolve_target
+    from flows.transform import warm_dbt
+
+    settings = get_settings()
+    if settings.target == "local":
+        target = resolve_target(settings)
+        warm_dbt(target, str(settings.dbt_project_dir)).manifest(target.dbt_target, target.dbt_env)
+
+
+def run_engine_in_child(request: dict[str, object], fds: list[int]) -> int:
+    """In the forked child: become the launcher's process (stdio, directory, environment,
+    argv) and run the flow run as `python -m prefect.engine` does."""
+    import runpy
+
+    os.setsid()  # a group of its own: a kill reaches the run and what it started, only
+    _end_with_parent()
+    for target_fd, fd in enumerate(fds[:3]):
+        os.dup2(fd, target_fd)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.chdir(str(request["cwd"]))
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[call-overload]
+    sys.argv = ["prefect.engine", *[str(a) for a in list(request["args"])]]  # type: ignore[call-overload]
+    from prefect.context import refresh_global_settings_context
+    from prefect.logging.configuration import setup_logging
+
+    refresh_global_settings_context()  # the run's PREFECT_* settings, not the server's
+    logging.getLogger().handlers.clear()  # dbt's parse added a plain root handler
+    setup_logging(incremental=False)  # Prefect's console and API handlers, as a run has them
+    try:
+        runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+        return 0
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def _end_with_parent() -> None:
+    """Linux: SIGTERM this process when the server dies, however it dies (a run in a
+    session of its own would otherwise outlive a killed worker)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    server = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != server:  # it died before we asked
+        os._exit(1)
+
+
+@dataclass
+class Job:
+    connection: socket.socket
+    pid: int
+    kill_at: float | None = None  # the launcher went away: SIGKILL the run at this time
+
+
+@dataclass
+class Server:
+    path: Path
+    fingerprint: tuple[tuple[str, int], ...] = field(default_factory=code_fingerprint)
+    jobs: dict[int, Job] = field(default_factory=dict)  # by child pid
+    stale: bool = False
+    stopping: bool = False
+
+    def serve(self) -> None:
+        self.path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.path))
+        os.chmod(self.path, 0o600)  # only our user may hand us a flow run
+        listener.listen(16)
+        parent = os.getppid()
+        selector = selectors.DefaultSelector()
+        selector.register(listener, selectors.EVENT_READ)
+        # The worker stops us (SIGTERM) when it stops; a Ctrl-C meant for it is not ours.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: setattr(self, "stopping", True))
+        try:
+            while not self.stopping and os.getppid() == parent:  # the worker is gone: stop
+                for key, _ in selector.select(timeout=0.2):
+                    if key.fileobj is listener:
+                        connection, _ = listener.accept()
+                        self.accept(connection, listener, selector)
+                    else:
+                        self.launcher_gone(key.fileobj, selector)  # type: ignore[arg-type]
+                self.reap(selector)
+                if self.stale and not self.jobs:
+                    break
+        finally:
+            listener.close()
+            self.path.unlink(missing_ok=True)
+            self.stop_jobs()
+        if self.stale and not self.stopping and os.getppid() == parent:
+            os.execv(sys.executable, [sys.executable, "-m", "flows.warm_server", str(self.path)])
+
+    def accept(
+        self, connection: socket.socket, listener: socket.socket, selector: selectors.BaseSelector
+    ) -> None:
+        connection.settimeout(5)
+        try:
+            request, fds = read_request(connection)
+        except (OSError, ValueError) as exc:
+            print(f"warm server: refused a request: {exc}", file=sys.stderr, flush=True)
+            connection.close()
+            return
+        if self.stale or code_fingerprint() != self.fingerprint:
+            self.stale = True  # restart once idle; this run goes cold
+            send_line(connection, "stale")
+            connection.close()
+            for fd in fds:
+                os.close(fd)
+            return
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                listener.close()
+                for job in self.jobs.values():
+                    job.connection.close()
+                connection.close()
+                selector.close()
+                code = run_engine_in_child(request, fds)
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        send_line(connection, f"pid {pid}")
+        connection.setblocking(False)
+        selector.register(connection, selectors.EVENT_READ)
+        self.jobs[pid] = Job(connection, pid)
+
+    def launcher_gone(self, connection: socket.socket, selector: selectors.BaseSelector) -> None:
+        """The launcher never writes after its request: readable means it exited (killed,
+        as a worker kills a run it gives up on). Its run must not outlive it."""
+        try:
+            if connection.recv(1):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        selector.unregister(connection)
+        for job in self.jobs.values():
+            if job.connection is connection and job.kill_at is None:
+                signal_job(job.pid, signal.SIGTERM)
+                job.kill_at = time.monotonic() + KILL_GRACE_SECONDS
+
+    def reap(self, selector: selectors.BaseSelector) -> None:
+        for pid, job in list(self.jobs.items()):
+            if job.kill_at is not None and time.monotonic() > job.kill_at:
+                signal_job(pid, signal.SIGKILL)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == 0:
+                continue
+            del self.jobs[pid]
+            with contextlib.suppress(OSError):  # the launcher may be gone
+                send_line(job.connection, f"exit {os.waitstatus_to_exitcode(status)}")
+            if job.kill_at is None:
+                selector.unregister(job.connection)
+            job.connection.close()
+
+    def stop_jobs(self) -> None:
+        for pid in self.jobs:
+            signal_job(pid, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE_SECONDS
+        while self.jobs and time.monotonic() < deadline:
+            for pid in list(self.jobs):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    self.jobs.pop(pid).connection.close()
+            time.sleep(0.1)
+        for pid in self.jobs:
+            signal_job(pid, signal.SIGKILL)
+
+
+def signal_job(pid: int, signum: int) -> None:
+    """The child leads its own session: its whole group (DuckDB, dbt, any subprocess)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)
+
+
+def read_request(connection: socket.socket) -> tuple[dict[str, object], list[int]]:
+    data, fds, _, _ = socket.recv_fds(connection, 65536, 3)
+    if len(fds) != 3:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("a request carries stdin, stdout and stderr")
+    try:
+        if len(data) < HEADER.size:
+            raise ValueError("short request")
+        (length,) = HEADER.unpack(data[: HEADER.size])
+        if length > MAX_REQUEST_BYTES:
+            raise ValueError(f"request of {length} bytes")
+        body = data[HEADER.size :]
+        while len(body) < length:
+            chunk = connection.recv(length - len(body))
+            if not chunk:
+                raise ValueError("request cut short")
+            body += chunk
+        request = json.loads(body)
+        if not isinstance(request, dict) or not {"args", "env", "cwd"} <= set(request):
+            raise ValueError("a request has args, env and cwd")
+        return request, fds
+    except Exception:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def send_line(connection: socket.socket, line: str) -> None:
+    connection.setblocking(True)
+    connection.sendall(line.encode() + b"\n")
+
+
+def main() -> None:
+    path = Path(sys.argv[1])
+    started = time.perf_counter()
+    preload()
+    if threading.active_count() > 1:  # forking would copy a thread's held locks
+        names = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+        raise SystemExit(f"warm server: threads after preload ({names}); not forking from it")
+    print(
+        f"Warm worker ready in {time.perf_counter() - started:.1f}s (imports and dbt parse done)",
+        flush=True,
+    )
+    Server(path).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""A flow for the worker tests: it writes its process id, then sleeps (to be cancelled
+or killed while it runs)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from prefect import flow
+
+
+@flow(name="warm-probe")
+def sleepy(pid_file: str, seconds: float = 120) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(seconds)
