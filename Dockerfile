@@ -1,6 +1,8 @@
 # One image for the Prefect server, the worker that runs the flows, and the analyst app
-# (docker-compose.yml). Dependencies come from requirements.lock (exact versions).
-FROM python:3.11-slim
+# (docker-compose.yml). The base image is pinned by digest and every package by hash
+# (requirements.lock, installed with --require-hashes). The code belongs to root and is
+# read-only for the runtime user, who can write only the volumes compose mounts.
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -11,17 +13,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY requirements.lock ./
-RUN pip install --no-cache-dir -r requirements.lock
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
-COPY pyproject.toml prefect.yaml ./
+COPY pyproject.toml prefect.yaml README.md ./
 COPY flows ./flows
 COPY blocks ./blocks
 COPY streamlit_app ./streamlit_app
 COPY dbt ./dbt
 RUN pip install --no-cache-dir --no-deps -e . \
     && useradd --create-home --uid 10001 cryptolytics \
-    && mkdir -p /data \
-    && chown -R cryptolytics /app /data
+    && mkdir -p /data /serving /prefect \
+    && chown cryptolytics /data /serving /prefect
+
+# dbt writes its parse and logs outside the (read-only) code
+ENV DBT_TARGET_PATH=/tmp/dbt/target \
+    DBT_LOG_PATH=/tmp/dbt/logs
 
 USER cryptolytics
-VOLUME ["/data"]
+VOLUME ["/data", "/serving"]

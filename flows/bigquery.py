@@ -18,6 +18,7 @@ build takes both.
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -131,6 +132,12 @@ def _timestamp(value: datetime | int) -> str:
 
 def _ndjson(rows: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(row, allow_nan=False).encode() + b"\n" for row in rows)
+
+
+def _gzip(payload: bytes) -> bytes:
+    """Staged load files are gzip (BigQuery reads gzip NDJSON from GCS): about 8x less to
+    upload and keep until the bucket's lifecycle rule expires `staged/`."""
+    return gzip.compress(payload, compresslevel=6, mtime=0)
 
 
 class BigQueryWarehouse:
@@ -349,7 +356,7 @@ class BigQueryWarehouse:
                 batch = _ndjson(rows(seq))
             except ValueError as exc:  # a value JSON cannot carry
                 raise WarehouseRefused(f"the rows cannot be written as JSON: {exc}") from None
-            uri = self.lake.stage(lake_path, f".{raw.name}.ndjson", batch)
+            uri = self.lake.stage(lake_path, f".{raw.name}.ndjson.gz", _gzip(batch))
             self._run_load_job(raw, table, uri, lake_path, seq)
             count = batch.count(b"\n")
         self._query(
@@ -423,7 +430,7 @@ class BigQueryWarehouse:
     ) -> None:
         """`ops_<name>` in the prod dataset becomes `rows`: a truncating load job from a
         file staged beside the lake, like every load here."""
-        uri = self.lake.stage(f"ops/{name}", ".ndjson", _ndjson(rows))
+        uri = self.lake.stage(f"ops/{name}", ".ndjson.gz", _gzip(_ndjson(rows)))
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             schema=schema,

@@ -137,9 +137,18 @@ class Settings(BaseSettings):
     bigquery_prod_dataset: str = Field("prod_coins_dataset")
     bigquery_api_endpoint: str | None = Field(None, description="BigQuery endpoint (an emulator).")
 
-    @field_validator("alert_webhook_url", mode="before")
+    @field_validator(
+        "alert_webhook_url",
+        "gcp_project",
+        "gcp_credentials_file",
+        "gcs_endpoint_url",
+        "bigquery_api_endpoint",
+        "dbt_target",
+        mode="before",
+    )
     @classmethod
-    def _blank_url_is_no_url(cls, value: object) -> object:
+    def _blank_is_unset(cls, value: object) -> object:
+        """`NAME=` (as env.example and docker-compose.yml pass an unset one) means unset."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("coincap_api_key", mode="before")

@@ -33,12 +33,40 @@ resource "google_storage_bucket" "lake" {
   public_access_prevention    = "enforced"
   force_destroy               = false # raw history is never thrown away with the stack
 
-  # Snapshots are written once; versioning keeps the original should anything overwrite one.
+  # Snapshots are written once; versioning keeps the original should anything overwrite or
+  # delete one, and soft delete keeps even a removed version restorable for a while.
   versioning {
     enabled = true
   }
 
-  # Older raw snapshots move to colder, cheaper classes; none is deleted.
+  soft_delete_policy {
+    retention_duration_seconds = var.soft_delete_days * 86400
+  }
+
+  # Staged load files are derived copies (rebuilt from raw/ whenever needed): expire them,
+  # and the versions their rewrites leave.
+  lifecycle_rule {
+    condition {
+      age            = var.staged_expire_days
+      matches_prefix = ["${var.lake_prefix}staged/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 1
+      matches_prefix             = ["${var.lake_prefix}staged/"]
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Older raw snapshots move to colder, cheaper classes; no rule deletes one.
   lifecycle_rule {
     condition {
       age                   = var.nearline_after_days
@@ -107,10 +135,32 @@ resource "google_service_account" "app" {
 }
 
 # The pipeline: objects in the lake bucket only (not the bucket's own settings or IAM).
-resource "google_storage_bucket_iam_member" "pipeline_lake" {
+# It creates and reads objects anywhere in the bucket, but cannot delete or overwrite one
+# (both need storage.objects.delete), except where the design needs it: moving a refused
+# file out of raw/ into quarantine/ (after the copy is there) and rewriting staged/ copies.
+# quarantine/ and everything else it cannot touch once written.
+resource "google_storage_bucket_iam_member" "pipeline_lake_read" {
   bucket = google_storage_bucket.lake.name
-  role   = "roles/storage.objectAdmin"
+  role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+resource "google_storage_bucket_iam_member" "pipeline_lake_create" {
+  bucket = google_storage_bucket.lake.name
+  role   = "roles/storage.objectCreator"
+  member = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+resource "google_storage_bucket_iam_member" "pipeline_lake_move" {
+  bucket = google_storage_bucket.lake.name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.pipeline.email}"
+
+  condition {
+    title       = "raw-and-staged-only"
+    description = "Delete only in raw/ (dead-letter moves; versioning keeps the original) and staged/ (derived load files)."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${var.lake_bucket}/objects/${var.lake_prefix}raw/\") || resource.name.startsWith(\"projects/_/buckets/${var.lake_bucket}/objects/${var.lake_prefix}staged/\")"
+  }
 }
 
 # The pipeline: tables in the two datasets only.

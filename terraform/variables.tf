@@ -44,6 +44,24 @@ variable "archive_after_days" {
   default     = 365
 }
 
+variable "lake_prefix" {
+  description = "The folder of the lake inside the bucket, with a trailing slash: CRYPTOLYTICS_LAKE_URL is gs://<lake_bucket>/<lake_prefix>."
+  type        = string
+  default     = "lake/"
+}
+
+variable "staged_expire_days" {
+  description = "Staged load files (gzip NDJSON under <lake_prefix>staged/, derived from the raw files for BigQuery load jobs) are deleted after this many days."
+  type        = number
+  default     = 7
+}
+
+variable "soft_delete_days" {
+  description = "A deleted object (a dead letter moved out of raw/, an expired staged file) stays restorable this long."
+  type        = number
+  default     = 90
+}
+
 variable "labels" {
   description = "Labels on every resource that takes them."
   type        = map(string)

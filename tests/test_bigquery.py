@@ -70,8 +70,9 @@ def test_load_jobs_from_gcs_load_each_file_exactly_once(
     assert (first.files_loaded, first.rows_loaded) == (3, 300)
     assert (again.files_loaded, again.files_already_loaded) == (0, 3)
     assert counts(warehouse) == (300, 300, 3)
-    staged = lake.fs.glob(f"{lake.root}/staged/**/*.ndjson")
+    staged = lake.fs.glob(f"{lake.root}/staged/**/*.ndjson.gz")
     assert len(staged) == 3  # what the load jobs read, beside the lake
+    assert all(lake.fs.cat_file(path)[:2] == b"\x1f\x8b" for path in staged)  # gzip
 
     land(lake, recorded_assets, [15])
     assert load_pending(lake, warehouse).rows_loaded == 100

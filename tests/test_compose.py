@@ -1,6 +1,7 @@
-"""docker-compose.yml and the Dockerfile agree with the code (Docker cannot pull base images
-here, so the images are not built in CI): every service's command and setting points at
-something that exists."""
+"""docker-compose.yml and the Dockerfile agree with the code and are secure by default
+(Docker cannot pull base images here, so the images are not built in CI): every command
+and setting points at something that exists, and each hardening the README promises is
+checked as a value."""
 
 from __future__ import annotations
 
@@ -10,53 +11,123 @@ import yaml
 
 from flows.settings import PROJECT_ROOT, Settings
 
-COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+COMPOSE_TEXT = (PROJECT_ROOT / "docker-compose.yml").read_text()
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
+SERVICES = COMPOSE["services"]
 PREFECT_YAML = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
 DOCKERFILE = (PROJECT_ROOT / "Dockerfile").read_text()
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# ${NAME:-default} / ${NAME:?message} / ${NAME}
+INTERPOLATED = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+
+def environment(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in SERVICES[service].get("environment", {}).items()}
 
 
 def test_the_four_services_and_their_order() -> None:
-    services = COMPOSE["services"]
-    assert set(services) == {"postgres", "prefect-server", "worker", "app"}
-    assert services["prefect-server"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert services["worker"]["depends_on"]["prefect-server"]["condition"] == "service_healthy"
-    assert "healthcheck" in services["postgres"] and "healthcheck" in services["prefect-server"]
-    assert services["prefect-server"]["ports"] == ["4200:4200"]
-    assert services["app"]["ports"] == ["8501:8501"]
+    assert set(SERVICES) == {"postgres", "prefect-server", "worker", "app"}
+    assert SERVICES["prefect-server"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert SERVICES["worker"]["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+    assert "healthcheck" in SERVICES["postgres"] and "healthcheck" in SERVICES["prefect-server"]
 
 
-def test_the_worker_deploys_prefect_yaml_to_its_own_pool() -> None:
-    command = " ".join(COMPOSE["services"]["worker"]["command"])
-    pools = {d["work_pool"]["name"] for d in PREFECT_YAML["deployments"]}
-    (pool,) = pools
-    assert f"work-pool create {pool} --type cryptolytics" in command  # the warm worker
+def test_the_worker_deploys_prefect_yaml_and_runs_it_on_the_warm_worker() -> None:
+    command = " ".join(SERVICES["worker"]["command"])
+    (pool,) = {d["work_pool"]["name"] for d in PREFECT_YAML["deployments"]}
+    assert f"work-pool create {pool} --type cryptolytics" in command  # our warm worker type
     assert "deploy --all" in command and f"worker start --pool {pool}" in command
-    api = COMPOSE["services"]["worker"]["environment"]["PREFECT_API_URL"]
-    assert api == "http://prefect-server:4200/api"
+    assert environment("worker")["PREFECT_API_URL"] == "http://prefect-server:4200/api"
 
 
-def test_settings_in_compose_are_real_settings_and_secrets_come_from_env() -> None:
-    fields = {f"CRYPTOLYTICS_{name.upper()}" for name in Settings.model_fields}
-    for name, service in COMPOSE["services"].items():
-        for key in service.get("environment", {}):
-            if key.startswith("CRYPTOLYTICS_"):
-                assert key in fields, (name, key)
-    text = (PROJECT_ROOT / "docker-compose.yml").read_text()
-    assert "${POSTGRES_PASSWORD:?" in text  # no default password: compose refuses to start
-    assert "CRYPTOLYTICS_COINCAP_API_KEY" not in text  # from .env only
-    database_url = COMPOSE["services"]["prefect-server"]["environment"][
-        "PREFECT_API_DATABASE_CONNECTION_URL"
+def test_ports_listen_on_loopback_unless_the_operator_opts_in() -> None:
+    published = [p for s in SERVICES.values() for p in s.get("ports", [])]
+    assert sorted(published) == [
+        "${CRYPTOLYTICS_BIND_ADDRESS:-127.0.0.1}:4200:4200",
+        "${CRYPTOLYTICS_BIND_ADDRESS:-127.0.0.1}:8501:8501",
     ]
-    assert database_url.startswith("postgresql+asyncpg://")
-    assert "asyncpg==" in (PROJECT_ROOT / "requirements.lock").read_text()
+    assert "ports" not in SERVICES["postgres"] and "ports" not in SERVICES["worker"]
 
 
-def test_the_image_has_what_the_services_run() -> None:
+def test_the_prefect_api_requires_its_auth_string() -> None:
+    required = "${PREFECT_AUTH_STRING:?set PREFECT_AUTH_STRING in .env}"
+    assert environment("prefect-server")["PREFECT_SERVER_API_AUTH_STRING"] == required
+    assert environment("worker")["PREFECT_API_AUTH_STRING"] == required
+    assert not any(k.startswith("PREFECT_") for k in environment("app"))  # needs no Prefect
+
+
+def test_each_service_gets_only_its_variables() -> None:
+    for name, service in SERVICES.items():
+        assert "env_file" not in service, name  # no service gets the whole .env
+    app = " ".join(f"{k}={v}" for k, v in environment("app").items())
+    for secret in ("COINCAP_API_KEY", "POSTGRES_PASSWORD", "AUTH_STRING", "WEBHOOK", "DATABASE"):
+        assert secret not in app, secret
+    assert "POSTGRES_PASSWORD" not in " ".join(environment("worker").values())
+    database = environment("prefect-server")
+    assert "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in database  # no password in a URL
+    assert database["PREFECT_SERVER_DATABASE_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert "://" not in " ".join(database.values()).replace("http://127.0.0.1:4200/api", "")
+
+
+def test_settings_in_compose_are_real_settings_with_the_codes_defaults() -> None:
+    fields = Settings.model_fields
+    for name in ("worker", "app"):
+        for key, value in environment(name).items():
+            if not key.startswith("CRYPTOLYTICS_"):
+                continue
+            field = key.removeprefix("CRYPTOLYTICS_").lower()
+            assert field in fields, (name, key)
+            match = INTERPOLATED.fullmatch(value)
+            if match is None:  # a fixed path inside the containers
+                assert value.startswith("/"), (name, key, value)
+                continue
+            assert match[1] == key, (name, key)  # the operator's .env uses the same name
+            default = fields[field].default
+            expected = "" if default is None else str(default)
+            if field == "lake_url":
+                expected = "/data/lake"  # in the data volume, not the checkout
+            assert match[3] == expected, (name, key, match[3], expected)
+
+
+def test_the_app_reads_the_serving_copies_read_only() -> None:
+    (mount,) = SERVICES["app"]["volumes"]
+    assert mount == {"type": "volume", "source": "serving", "target": "/serving", "read_only": True}
+    assert environment("app")["CRYPTOLYTICS_SERVING_DIR"] == "/serving"
+    assert "serving:/serving" in SERVICES["worker"]["volumes"]
+    assert environment("worker")["CRYPTOLYTICS_SERVING_DIR"] == "/serving"
+
+
+def test_containers_are_locked_down() -> None:
+    for name in ("prefect-server", "worker", "app"):
+        service = SERVICES[name]
+        assert service["read_only"] is True, name  # code and image are not writable
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["cap_drop"] == ["ALL"], name
+
+
+def test_images_are_pinned_by_digest_and_packages_by_hash() -> None:
+    assert DIGEST.search(SERVICES["postgres"]["image"])
+    (base,) = re.findall(r"^FROM (\S+)", DOCKERFILE, flags=re.MULTILINE)
+    assert DIGEST.search(base), base
+    assert "--require-hashes -r requirements.lock" in DOCKERFILE
+    lock = (PROJECT_ROOT / "requirements.lock").read_text()
+    pins = re.findall(r"^[A-Za-z0-9_.\-\[\]]+==\S+", lock, flags=re.MULTILINE)
+    assert len(pins) > 100
+    for block in re.split(r"\n(?=[A-Za-z0-9])", lock.strip()):
+        if block.startswith("#"):
+            continue
+        assert "--hash=sha256:" in block, block.splitlines()[0]
+
+
+def test_the_image_has_what_the_services_run_and_code_is_not_the_users() -> None:
     copied = re.findall(r"^COPY (.+) \S+$", DOCKERFILE, flags=re.MULTILINE)
     sources = {source for line in copied for source in line.split()}
     for source in sources:
         assert (PROJECT_ROOT / source).exists(), source
     assert {"flows", "blocks", "streamlit_app", "dbt", "prefect.yaml"} <= sources
-    app = COMPOSE["services"]["app"]["command"]
+    app = SERVICES["app"]["command"]
     assert (PROJECT_ROOT / app[app.index("run") + 1]).exists()
-    assert "USER " in DOCKERFILE  # not root
+    assert "USER cryptolytics" in DOCKERFILE  # not root
+    assert "chown -R" not in DOCKERFILE and "chown cryptolytics /app" not in DOCKERFILE
+    chowned = re.search(r"chown cryptolytics (.+)", DOCKERFILE)
+    assert chowned and set(chowned[1].split()) == {"/data", "/serving", "/prefect"}

@@ -45,6 +45,16 @@ def processes_started_for(root: Path) -> list[str]:
     return found
 
 
+def kill_leftovers(root: Path, stack: subprocess.Popen[str]) -> None:
+    """A failed stop must not leave a server and a worker running for the rest of the suite."""
+    stack.kill()
+    marker = str(root).encode()
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if proc.name.isdigit() and marker in (proc / "environ").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
 def completed_pipeline_runs(api: str) -> list[dict]:
     response = httpx.post(
         f"{api}/flow_runs/filter",
@@ -112,7 +122,11 @@ def test_stack_runs_prefect_yaml_on_the_worker_and_stops_cleanly(
         time.sleep(1)
     finally:
         stack.send_signal(stop_signal)
-        output, _ = stack.communicate(timeout=120)
+        try:
+            output, _ = stack.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            kill_leftovers(tmp_path, stack)
+            raise
     assert stack.returncode == 0, output
     assert "Traceback" not in output, output
     # one line per finished run in the terminal: the first tick, warm, by the worker

@@ -4,6 +4,7 @@ checkov scan."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import hcl2
@@ -68,7 +69,7 @@ def test_no_broad_role_and_no_project_wide_data_access(config: dict) -> None:
     }
     project_wide = {role for kind, role in bindings if kind.startswith("google_project_iam")}
     assert project_wide == {"roles/bigquery.jobUser"}  # grants no data by itself
-    assert ("google_storage_bucket_iam_member", "roles/storage.objectAdmin") in bindings
+    assert "roles/storage.objectAdmin" not in roles  # it could delete any lake object
     dataset_roles = {role for kind, role in bindings if kind.startswith("google_bigquery_dataset")}
     assert dataset_roles == {"roles/bigquery.dataEditor", "roles/bigquery.dataViewer"}
 
@@ -89,8 +90,34 @@ def test_the_lake_keeps_history(config: dict) -> None:
     assert lake["public_access_prevention"] == "enforced"
     assert lake["force_destroy"] is False
     assert lake["versioning"] == [{"enabled": True}]
-    actions = [rule["action"][0]["type"] for rule in lake["lifecycle_rule"]]
-    assert actions and set(actions) == {"SetStorageClass"}  # colder, never deleted
+    assert lake["soft_delete_policy"] == [
+        {"retention_duration_seconds": "${var.soft_delete_days * 86400}"}
+    ]
+    for rule in lake["lifecycle_rule"]:
+        (action,), (condition,) = rule["action"], rule["condition"]
+        if action["type"] == "Delete":  # only the derived staged/ load files expire
+            assert condition["matches_prefix"] == ["${var.lake_prefix}staged/"], rule
+        else:
+            assert action["type"] == "SetStorageClass", rule  # colder, never deleted
+
+
+def test_the_pipeline_creates_and_reads_lake_objects_but_deletes_only_raw_and_staged(
+    config: dict,
+) -> None:
+    lake_bindings = resources(config, "google_storage_bucket_iam_member")
+    by_role = {body["role"]: body for body in lake_bindings.values()}
+    assert set(by_role) == {
+        "roles/storage.objectViewer",  # get, list
+        "roles/storage.objectCreator",  # create; no delete, so no overwrite either
+        "roles/storage.objectUser",  # delete, under a condition
+    }
+    assert "condition" not in by_role["roles/storage.objectViewer"]
+    assert "condition" not in by_role["roles/storage.objectCreator"]
+    (condition,) = by_role["roles/storage.objectUser"]["condition"]
+    prefixes = re.findall(r'startsWith\(\\?"([^"\\]+)\\?"\)', condition["expression"])
+    objects = "projects/_/buckets/${var.lake_bucket}/objects/${var.lake_prefix}"
+    assert prefixes == [f"{objects}raw/", f"{objects}staged/"], condition["expression"]
+    assert " || " in condition["expression"] and "&&" not in condition["expression"]
 
 
 def test_datasets_and_bucket_share_the_location_variable(config: dict) -> None:
