@@ -83,7 +83,7 @@ def prefect_server(root: Path) -> Iterator[str]:
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
-            wait_healthy(url, server)
+            wait_healthy(url, server, root / "prefect-server.log", timeout=180)
             yield url
         finally:
             server.terminate()
@@ -211,6 +211,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10, help="runs per app page")
     parser.add_argument("--quick", action="store_true", help="sizes 1 7, 5 ticks (a smoke run)")
     parser.add_argument("--keep", action="store_true", help="keep the workspaces (GBs at 90d)")
+    parser.add_argument(
+        "--ticks-only", action="store_true", help="part 1 only; writes bench/results/ticks.json"
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.ticks, args.repeats = [1, 7], 5, 3
@@ -239,6 +242,8 @@ def main() -> None:
                     "cli": summary(cli_ticks(env, 3)),
                 }
                 ours = {"ticks": warm["ticks"][-5:], "peak_rss_mb": warm["peak_rss_mb"]}
+                if args.ticks_only:
+                    break
             else:
                 ours = run_worker(env, "--ticks", "5")
             seed_ticks = "1" if days == max(args.sizes) and days > 30 else "2"
@@ -263,6 +268,14 @@ def main() -> None:
             growth[days] = point
             print(f"history {days}d done: {json.dumps(point)[:300]}", flush=True)
         results["growth"] = growth
+    if args.ticks_only:
+        shutil.rmtree(base, ignore_errors=True)
+        results["suite_seconds"] = round(time.perf_counter() - started)
+        report_ticks(results["tick"])
+        out = BENCH_DIR / "results" / "ticks.json"
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nwrote {out.relative_to(PROJECT_ROOT)} in {results['suite_seconds']} s")
+        return
     load_root = base / "load"
     load_root.mkdir()
     results["load"] = load_throughput(load_root)
@@ -276,8 +289,7 @@ def main() -> None:
     print(f"\nwrote {out.relative_to(PROJECT_ROOT)} in {results['suite_seconds']} s")
 
 
-def report(results: dict[str, Any]) -> None:
-    tick, growth = results["tick"], results["growth"]
+def report_ticks(tick: dict[str, Any]) -> None:
     warm = tick["warm"]
 
     def row(label: str, figures: dict[str, float], note: str = "", digits: int = 2) -> None:
@@ -296,6 +308,11 @@ def report(results: dict[str, Any]) -> None:
     first = tick["warm_first_tick"]["latency"]
     print(f"first tick of a warm process (parses dbt): {first:.2f} s")
     print(f"peak RSS of the warm tick process: {tick['warm_peak_rss_mb']:.0f} MB (target < 500)")
+
+
+def report(results: dict[str, Any]) -> None:
+    report_ticks(results["tick"])
+    growth = results["growth"]
 
     print("\n== Cost as history grows (2,000 coins, 5-minute history) ==")
     header = ("days", "raw rows", "tick p50", "dbt p50", "peak MB", "seed tick", "seed/ours")

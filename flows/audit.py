@@ -12,14 +12,21 @@ and a tick waits at most CRYPTOLYTICS_LOCK_TIMEOUT_SECONDS for it.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.cli import finish
 from flows.load import describe, verify_lake_files
 from flows.locking import exclusive_run
-from flows.settings import get_settings
+from flows.settings import (
+    DBT_TASK_TIMEOUT_SECONDS,
+    MAINTENANCE_TIMEOUT_SECONDS,
+    WAREHOUSE_TASK_TIMEOUT_SECONDS,
+    get_settings,
+)
 from flows.targets import Target, resolve_target
 from flows.transform import publish_for_readers, warm_dbt
 from flows.warehouse import AuditCheck
@@ -34,7 +41,12 @@ class AuditResult:
         return [check for check in self.checks if check.status != "pass"]
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=[5])
+@task(
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=[5],
+    timeout_seconds=DBT_TASK_TIMEOUT_SECONDS,
+)
 def test_whole_tables(target: Target, project_dir: str) -> list[AuditCheck]:
     """dbt test with no scope: `__new_rows__` becomes `load_seq > 0`, every row."""
     build = warm_dbt(target, project_dir).build(
@@ -52,13 +64,18 @@ def test_whole_tables(target: Target, project_dir: str) -> list[AuditCheck]:
     ]  # fmt: skip
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
+)
 def record_audit(target: Target, checks: list[AuditCheck]) -> None:
     with target.open_warehouse() as warehouse:
         warehouse.record_audit(checks)
 
 
-@flow(name="audit")
+@flow(name="audit", timeout_seconds=MAINTENANCE_TIMEOUT_SECONDS)
 def audit() -> AuditResult:
     """Whole-table data tests and the lake's digests; the result goes to the health page."""
     logger = get_run_logger()
@@ -84,5 +101,10 @@ def audit() -> AuditResult:
     return result
 
 
+def main() -> None:
+    argparse.ArgumentParser(description=audit.__doc__).parse_args()
+    finish(audit(return_state=True), lambda r: f"Audit: all {len(r.checks)} checks passed.")
+
+
 if __name__ == "__main__":
-    audit()
+    main()

@@ -25,12 +25,13 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from flows.cli import finish
 from flows.coincap import CoinCapClient
 from flows.extract import check_source_fits_lake, coincap_client, coincap_endpoint
 from flows.lake import INTERVALS, HistoryKey, Lake, history_path
 from flows.load import load
 from flows.locking import exclusive_run
-from flows.settings import get_settings
+from flows.settings import MAINTENANCE_TIMEOUT_SECONDS, get_settings
 from flows.snapshot import InvalidSnapshot, parse_history, parse_snapshot
 from flows.targets import resolve_target, with_block_secrets
 from flows.transform import transform
@@ -130,7 +131,7 @@ class Progress:
                 sys.stderr.flush()
 
 
-@flow(name="backfill")
+@flow(name="backfill", timeout_seconds=MAINTENANCE_TIMEOUT_SECONDS)
 def backfill(
     coins: list[str] | None = None,
     interval: str = "d1",
@@ -233,7 +234,20 @@ def main() -> None:
     parser.add_argument("--end", help="YYYY-MM-DD or epoch ms, exclusive (default: now)")
     args = parser.parse_args()
     coins = [c.strip() for c in args.coins.split(",") if c.strip()] if args.coins else None
-    backfill(coins=coins, interval=args.interval, start=args.start, end=args.end, top=args.top)
+    finish(
+        backfill(
+            coins=coins,
+            interval=args.interval,
+            start=args.start,
+            end=args.end,
+            top=args.top,
+            return_state=True,
+        ),
+        lambda r: (
+            f"Backfill: {r.windows_fetched} window(s) fetched ({r.points_fetched:,} points), "
+            f"{r.windows_already_in_lake} already in the lake, {len(r.failures)} failed."
+        ),
+    )
 
 
 if __name__ == "__main__":

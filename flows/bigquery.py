@@ -34,6 +34,7 @@ from sqlglot import exp
 
 from flows.lake import HistoryKey, Lake, StoredFile
 from flows.serving import SERVED_TABLES, NoDataYet
+from flows.settings import BIGQUERY_JOB_TIMEOUT_SECONDS
 from flows.snapshot import ASSET_COLUMNS, HistoryWindow, Snapshot
 from flows.warehouse import (
     MOVERS_SQL,
@@ -48,6 +49,9 @@ from flows.warehouse import (
 
 S, F, INT, T = "STRING", "FLOAT64", "INT64", "TIMESTAMP"
 REQUIRED, NULLABLE = "REQUIRED", "NULLABLE"
+
+# BigQuery cancels a job that runs longer (and we stop waiting for it then too).
+JOB_TIMEOUT_MS = BIGQUERY_JOB_TIMEOUT_SECONDS * 1000
 
 
 def _fields(*columns: tuple[str, str, str]) -> list[bigquery.SchemaField]:
@@ -226,9 +230,11 @@ class BigQueryWarehouse:
 
     def _query(self, sql: str, **params: Any) -> list[bigquery.Row]:
         config = bigquery.QueryJobConfig(
-            query_parameters=[_parameter(name, value) for name, value in params.items()]
+            query_parameters=[_parameter(name, value) for name, value in params.items()],
+            job_timeout_ms=JOB_TIMEOUT_MS,
         )
-        return list(self.client.query(sql, job_config=config, location=self.location).result())
+        job = self.client.query(sql, job_config=config, location=self.location)
+        return list(job.result(timeout=BIGQUERY_JOB_TIMEOUT_SECONDS))
 
     def loaded_paths(self) -> set[str]:
         return {
@@ -265,6 +271,7 @@ class BigQueryWarehouse:
                 values (@id, current_timestamp(), @stage, @source, @item, @reason, @kept_at)
                 """,
                 job_config=bigquery.QueryJobConfig(
+                    job_timeout_ms=JOB_TIMEOUT_MS,
                     query_parameters=[
                         bigquery.ScalarQueryParameter("id", "STRING", letter.key),
                         bigquery.ScalarQueryParameter("stage", "STRING", letter.stage),
@@ -272,11 +279,11 @@ class BigQueryWarehouse:
                         bigquery.ScalarQueryParameter("item", "STRING", letter.item),
                         bigquery.ScalarQueryParameter("reason", "STRING", letter.reason),
                         bigquery.ScalarQueryParameter("kept_at", "STRING", letter.kept_at),
-                    ]
+                    ],
                 ),
                 location=self.location,
             )
-            job.result()
+            job.result(timeout=BIGQUERY_JOB_TIMEOUT_SECONDS)
             added += job.num_dml_affected_rows or 0
         return added
 
@@ -384,6 +391,7 @@ class BigQueryWarehouse:
         self, raw: RawTable, table: str, uri: str, lake_path: str, load_seq: int
     ) -> None:
         config = bigquery.LoadJobConfig(
+            job_timeout_ms=JOB_TIMEOUT_MS,
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             schema=raw.schema,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
@@ -397,7 +405,8 @@ class BigQueryWarehouse:
         except Conflict:  # this very load ran before (a retried task): use its outcome
             job = self.client.get_job(job_id, location=self.location)
         try:
-            job.result()  # raises if the job failed: then nothing of the file was loaded
+            # raises if the job failed: then nothing of the file was loaded
+            job.result(timeout=BIGQUERY_JOB_TIMEOUT_SECONDS)
         except BadRequest as exc:  # BigQuery refused the rows themselves
             raise WarehouseRefused(f"BigQuery refused the rows: {str(exc)[:300]}") from None
 
@@ -432,13 +441,14 @@ class BigQueryWarehouse:
         file staged beside the lake, like every load here."""
         uri = self.lake.stage(f"ops/{name}", ".ndjson.gz", _gzip(_ndjson(rows)))
         config = bigquery.LoadJobConfig(
+            job_timeout_ms=JOB_TIMEOUT_MS,
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             schema=schema,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         )
         self.client.load_table_from_uri(
             uri, f"{self.prod}.ops_{name}", job_config=config, location=self.location
-        ).result()
+        ).result(timeout=BIGQUERY_JOB_TIMEOUT_SECONDS)
 
     def build_scope(self) -> BuildScope:
         (row,) = self._query(
@@ -583,7 +593,8 @@ class BigQueryReader:
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         config = bigquery.QueryJobConfig(
-            query_parameters=[_parameter(k, v) for k, v in (params or {}).items()]
+            job_timeout_ms=JOB_TIMEOUT_MS,
+            query_parameters=[_parameter(k, v) for k, v in (params or {}).items()],
         )
         try:
             translated = to_bigquery_sql(sql, self.prod)

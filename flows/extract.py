@@ -15,11 +15,18 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.cli import finish
 from flows.coincap import CoinCapClient, combine_pages
 from flows.lake import Lake, LakeWrite
 from flows.locking import exclusive_run
 from flows.replay.server import serve_replay
-from flows.settings import Settings, get_settings
+from flows.settings import (
+    EXTRACT_TIMEOUT_SECONDS,
+    FETCH_TASK_TIMEOUT_SECONDS,
+    LAKE_TASK_TIMEOUT_SECONDS,
+    Settings,
+    get_settings,
+)
 from flows.snapshot import InvalidSnapshot, check_live_time, parse_snapshot
 from flows.targets import resolve_target, with_block_secrets
 
@@ -95,7 +102,7 @@ def coincap_endpoint(settings: Settings, lake: Lake) -> Iterator[str]:
         yield settings.coincap_base_url
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, timeout_seconds=FETCH_TASK_TIMEOUT_SECONDS)
 def fetch_snapshot_body(
     settings: Settings, base_url: str, asset_limit: int
 ) -> tuple[bytes, int, int]:
@@ -105,12 +112,22 @@ def fetch_snapshot_body(
         return combine_pages(pages), client.stats.requests, client.stats.retries
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    timeout_seconds=LAKE_TASK_TIMEOUT_SECONDS,
+)
 def quarantine_body(lake: Lake, source: str, raw: bytes, reason: str, base_url: str) -> str:
     return lake.quarantine(source, raw, reason, context={"endpoint": f"{base_url}/assets"})
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    timeout_seconds=LAKE_TASK_TIMEOUT_SECONDS,
+)
 def write_snapshot_to_lake(lake: Lake, source: str, timestamp_ms: int, raw: bytes) -> LakeWrite:
     return lake.write_snapshot(source, timestamp_ms, raw)
 
@@ -179,7 +196,7 @@ def extract_snapshot(settings: Settings, lake: Lake, asset_limit: int | None) ->
     )
 
 
-@flow(name="extract", log_prints=False)
+@flow(name="extract", log_prints=False, timeout_seconds=EXTRACT_TIMEOUT_SECONDS)
 def extract(asset_limit: int | None = None) -> ExtractResult:
     """Fetch one snapshot into the lake; a bad body goes to quarantine and fails the run."""
     settings = with_block_secrets(get_settings())
@@ -193,7 +210,13 @@ def main() -> None:
         "--asset-limit", type=int, default=None, help="assets to fetch (default: settings)"
     )
     args = parser.parse_args()
-    extract(asset_limit=args.asset_limit)
+    finish(
+        extract(asset_limit=args.asset_limit, return_state=True),
+        lambda r: (
+            f"Snapshot {r.snapshot_at} ({r.source}): {r.asset_count:,} assets in "
+            f"{r.lake_path} ({'new' if r.created else 'already in the lake'})."
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -11,18 +11,27 @@ never loaded, before anyone trusts a `--reload` to rebuild history from the lake
 from __future__ import annotations
 
 import argparse
-import sys
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.cli import finish
 from flows.locking import exclusive_run
-from flows.settings import get_settings
+from flows.settings import (
+    MAINTENANCE_TIMEOUT_SECONDS,
+    WAREHOUSE_TASK_TIMEOUT_SECONDS,
+    get_settings,
+)
 from flows.targets import Target, resolve_target
 from flows.warehouse import LoadResult, VerifyReport, load_pending, verify_lake
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
+)
 def load_lake_files(target: Target, reload: bool = False) -> LoadResult:
     """Retried: a bad file cannot fail it (it is dead-lettered), a busy warehouse can."""
     with target.open_warehouse() as warehouse:
@@ -57,7 +66,12 @@ def load_lake(target: Target, reload: bool = False) -> LoadResult:
     return result
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
+)
 def verify_lake_files(target: Target) -> VerifyReport:
     with target.open_warehouse() as warehouse:
         return verify_lake(target.lake, warehouse)
@@ -82,7 +96,7 @@ def describe(report: VerifyReport) -> list[str]:
     return lines
 
 
-@flow(name="load")
+@flow(name="load", timeout_seconds=MAINTENANCE_TIMEOUT_SECONDS)
 def load(reload: bool = False, verify: bool = False) -> LoadResult | VerifyReport:
     """Catch the warehouse up with the lake; safe to run any number of times. `reload`
     empties the raw tables first and reads the whole lake again (after retention, to
@@ -116,9 +130,19 @@ def main() -> None:
     args = parser.parse_args()
     state = load(reload=args.reload, verify=args.verify, return_state=True)
     result = state.result(raise_on_failure=False)
-    if isinstance(result, VerifyReport):
+    if isinstance(result, VerifyReport):  # what is wrong, file by file, even on failure
         print("\n".join(describe(result)))
-    sys.exit(0 if state.is_completed() else 1)
+    finish(state, loaded_line)
+
+
+def loaded_line(result: VerifyReport | LoadResult) -> str:
+    if isinstance(result, VerifyReport):
+        return "Verify: the lake matches the manifest."
+    return (
+        f"Load: {result.files_loaded} file(s), {result.rows_loaded:,} rows loaded; "
+        f"{result.files_already_loaded} already loaded, {len(result.dead_lettered)} moved to "
+        "quarantine."
+    )
 
 
 if __name__ == "__main__":

@@ -18,10 +18,16 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.cli import finish
 from flows.extract import ExtractResult, extract_snapshot
 from flows.load import load_lake
 from flows.locking import exclusive_run
-from flows.settings import DEAD_LETTER_EVENT, TICK_TIMEOUT_SECONDS, get_settings
+from flows.settings import (
+    DEAD_LETTER_EVENT,
+    TICK_TIMEOUT_SECONDS,
+    WAREHOUSE_TASK_TIMEOUT_SECONDS,
+    get_settings,
+)
 from flows.targets import Target, resolve_target, with_block_secrets
 from flows.transform import TransformResult, build_and_publish
 from flows.warehouse import HistoryReport, LoadResult
@@ -36,7 +42,12 @@ class PipelineResult:
     seconds: dict[str, float]
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
+)
 def read_history_report(target: Target) -> HistoryReport:
     with target.open_warehouse() as warehouse:
         return warehouse.history_report(movers=5)
@@ -186,7 +197,14 @@ def main() -> None:
         "--asset-limit", type=int, default=None, help="assets to fetch (default: settings)"
     )
     args = parser.parse_args()
-    pipeline(asset_limit=args.asset_limit)
+    finish(
+        pipeline(asset_limit=args.asset_limit, return_state=True),
+        lambda r: (
+            f"Tick done: snapshot {r.extracted.snapshot_at} ({r.extracted.source}), "
+            f"{r.loaded.rows_loaded:,} rows loaded, {r.transformed.models_built} models built, "
+            f"{r.transformed.tests_passed} tests passed; {r.report.facts_rows:,} fact rows."
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,16 @@ COINCAP_MAX_PAGE = 2000
 # longer (the flow's `timeout_seconds`), and the next tick finishes what it left (every step
 # is crash-safe). The fetch has its own, shorter deadline (`fetch_deadline_seconds`).
 TICK_TIMEOUT_SECONDS = 270
+# Every other wait has its bound too (Prefect's `timeout_seconds` on flows and tasks, a job
+# timeout on BigQuery): a step that overruns fails (and is retried, or fails its flow), and
+# the next run finishes what it left. Inside a tick, the tick's bound is the outer one.
+FETCH_TASK_TIMEOUT_SECONDS = 180  # one fetch: its own deadline (120 s) and the last read
+LAKE_TASK_TIMEOUT_SECONDS = 60  # one lake write or quarantine
+WAREHOUSE_TASK_TIMEOUT_SECONDS = 1800  # one warehouse step (a long backlog's load included)
+DBT_TASK_TIMEOUT_SECONDS = 3600  # one dbt build or test run (a full refresh of long history)
+BIGQUERY_JOB_TIMEOUT_SECONDS = 600  # one BigQuery job, as dbt's job_execution_timeout_seconds
+EXTRACT_TIMEOUT_SECONDS = 240  # the `extract` flow by hand
+MAINTENANCE_TIMEOUT_SECONDS = 6 * 3600  # load --reload, transform --full-refresh, audit, backfill
 # The Prefect event a run emits when a stage refused something (blocks/alerts.py alerts on it).
 DEAD_LETTER_EVENT = "cryptolytics.dead-letter"
 

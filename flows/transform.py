@@ -25,11 +25,18 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.cli import finish
 from flows.dbt_build import DbtBuild, WarmDbt
 from flows.lake import source_of
 from flows.locking import exclusive_run
 from flows.serving import PublishResult
-from flows.settings import Settings, get_settings
+from flows.settings import (
+    DBT_TASK_TIMEOUT_SECONDS,
+    MAINTENANCE_TIMEOUT_SECONDS,
+    WAREHOUSE_TASK_TIMEOUT_SECONDS,
+    Settings,
+    get_settings,
+)
 from flows.targets import Target, resolve_target
 from flows.warehouse import BuildScope, DbtNodeResult, DeadLetter
 
@@ -48,14 +55,24 @@ def warm_dbt(target: Target, project_dir: str) -> WarmDbt:
     return _warm[key]
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
+)
 def read_build_scope(target: Target) -> tuple[BuildScope, bool]:
     """What this build tests, and whether the models need one full rebuild (an upgrade)."""
     with target.open_warehouse() as warehouse:
         return warehouse.build_scope(), warehouse.models_predate_load_seq()
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=[5])
+@task(
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=[5],
+    timeout_seconds=DBT_TASK_TIMEOUT_SECONDS,
+)
 def dbt_build(
     target: Target, project_dir: str, full_refresh: bool, tests_after_seq: int = 0
 ) -> DbtBuild:
@@ -96,7 +113,12 @@ def dbt_build(
     return build
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
+)
 def publish_for_readers(target: Target, full: bool, ops_only: bool = False) -> PublishResult | None:
     """Make the new models visible to the app (see flows/serving.py); `ops_only` after a
     failed build: the health page learns of it, the models stay as last published."""
@@ -112,7 +134,12 @@ def gate_failures(build: DbtBuild) -> list[DbtNodeResult] | None:
     return failing
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
+)
 def dead_letter_gate_failures(
     target: Target, failing: list[DbtNodeResult], after_seq: int
 ) -> dict[str, str]:
@@ -136,13 +163,23 @@ def dead_letter_gate_failures(
     return moved
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
+)
 def apply_retention(target: Target, days: int) -> int:
     with target.open_warehouse() as warehouse:
         return warehouse.apply_retention(days)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
+)
 def record_dbt_results(
     target: Target, results: list[DbtNodeResult], scope: BuildScope | None = None
 ) -> None:
@@ -215,7 +252,7 @@ def build_and_publish(settings: Settings, target: Target, full_refresh: bool) ->
     )
 
 
-@flow(name="transform")
+@flow(name="transform", timeout_seconds=MAINTENANCE_TIMEOUT_SECONDS)
 def transform(full_refresh: bool = False) -> TransformResult:
     """Build every dbt model incrementally (or from scratch) and run the data tests."""
     settings = get_settings()
@@ -229,7 +266,10 @@ def main() -> None:
         "--full-refresh", action="store_true", help="rebuild incremental models from raw"
     )
     args = parser.parse_args()
-    transform(full_refresh=args.full_refresh)
+    finish(
+        transform(full_refresh=args.full_refresh, return_state=True),
+        lambda r: f"dbt: {r.models_built} models built, {r.tests_passed} tests passed.",
+    )
 
 
 if __name__ == "__main__":

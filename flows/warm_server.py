@@ -1,8 +1,8 @@
 """The warm fork server behind the `cryptolytics` worker type (flows/warm_worker.py).
 
-A process worker starts `python -m prefect.engine` afresh for every flow run: about 10 s of
-imports (Prefect, dbt, DuckDB, pandas) and a dbt parse on this machine, for a tick whose
-work takes about 3 s. This server pays that once: it imports everything and parses the dbt
+A process worker starts `python -m prefect.engine` afresh for every flow run: the imports
+(Prefect, dbt, DuckDB, pandas) and a dbt parse, more than the tick's own work here (bench/
+measures both). This server pays that once: it imports everything and parses the dbt
 project, then waits on a Unix socket. For each flow run, the launcher (flows/warm_launch.py,
 the command Prefect's own process machinery starts) hands over its argv, environment,
 working directory and stdio; the server forks, and the child runs exactly what
@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,8 @@ def run_engine_in_child(request: dict[str, object], fds: list[int]) -> int:
     refresh_global_settings_context()  # the run's PREFECT_* settings, not the server's
     logging.getLogger().handlers.clear()  # dbt's parse added a plain root handler
     setup_logging(incremental=False)  # Prefect's console and API handlers, as a run has them
+    # runpy warns that the preload imported prefect.engine already: that is the point
+    warnings.filterwarnings("ignore", "'prefect.engine' found in sys.modules", RuntimeWarning)
     try:
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
         return 0

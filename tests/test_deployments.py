@@ -86,8 +86,9 @@ def test_deploy_all_then_the_warm_worker_runs_the_pipeline(
             "select count(distinct snapshot_at) from prod.facts_coins"
         ).fetchall() == [(1,)]
     # warm: the run began with the dbt project the warm server had parsed
+    wait_for(lambda: "dbt: " in run_logs(run.id), 60)  # logs reach the API in batches
     logs = run_logs(run.id)
-    assert "warm manifest reused" in logs, logs
+    assert "dbt: warm manifest reused" in logs, logs
 
 
 def run_logs(flow_run_id: UUID) -> str:

@@ -11,6 +11,7 @@ the real 2021 timestamps, so replayed data can never pass for today's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
@@ -187,9 +188,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    with serve_replay(args.start_after, port=args.port) as url:
-        print(f"replaying 2021 CoinGecko data as CoinCap v3 at {url} (Ctrl-C to stop)")
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        serve_replay(args.start_after, port=args.port) as url,
+    ):
+        print(f"replaying 2021 CoinGecko data as CoinCap v3 at {url} (Ctrl-C to stop)", flush=True)
         threading.Event().wait()
+    print("replay server stopped")
 
 
 if __name__ == "__main__":
