@@ -20,7 +20,7 @@ COPY flows ./flows
 COPY blocks ./blocks
 COPY streamlit_app ./streamlit_app
 COPY dbt ./dbt
-RUN pip install --no-cache-dir --no-deps -e . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
     && useradd --create-home --uid 10001 cryptolytics \
     && mkdir -p /data /serving /prefect \
     && chown cryptolytics /data /serving /prefect

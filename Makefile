@@ -14,7 +14,6 @@ EMULATORS_STAMP := $(EMULATORS)/.installed-$(shell sha1sum requirements-emulator
 
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DO_NOT_TRACK := 1
 
 .PHONY: help install emulators up tick app deploy worker blocks test test-fast bench soak audit terraform-check lint format clean
@@ -25,7 +24,7 @@ help:  ## list the commands
 $(STAMP): requirements.lock pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)  ## create .venv with the pinned dependencies
@@ -46,7 +45,7 @@ app: install  ## only the analyst app on :8501 (reads what the pipeline publishe
 		--server.address 127.0.0.1 --browser.gatherUsageStats false
 
 deploy: install  ## prefect.yaml's deployments + the warm worker pool on PREFECT_API_URL (default :4200)
-	export PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} && \
+	export PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} PWD=$(CURDIR) && \
 	$(BIN)/prefect work-pool create cryptolytics --type cryptolytics --overwrite && \
 	$(BIN)/prefect --no-prompt deploy --all
 

@@ -276,7 +276,15 @@ class Lake:
         for the caller to `remove` once it has done its own part."""
         kept = self.dead_letter_path(relative, stage)
         stored = self.fs.cat_file(self._full(relative))
-        self._write_atomically(self._full(kept), stored)
+        # A retry after a crash finds the copy (and its note) there already: written once,
+        # never overwritten (on GCS the pipeline may not overwrite: that needs delete).
+        if not self._holds(kept, stored):
+            self._write_atomically(self._full(kept), stored)
+        note_path = kept.removesuffix(".json.gz") + ".reason.json"
+        if self.fs.exists(self._full(note_path)):
+            if remove:
+                self.remove(relative)
+            return kept
         note = {
             "stage": stage,
             "reason": reason,
@@ -285,13 +293,18 @@ class Lake:
             "stored_bytes": len(stored),
             "sha256": _sha256(stored),
         }
-        self._write_atomically(
-            self._full(kept.removesuffix(".json.gz") + ".reason.json"),
-            json.dumps(note, indent=2).encode(),
-        )
+        self._write_atomically(self._full(note_path), json.dumps(note, indent=2).encode())
         if remove:
             self.remove(relative)
         return kept
+
+    def _holds(self, relative: str, payload: bytes) -> bool:
+        """Whether `relative` exists with exactly these bytes."""
+        full = self._full(relative)
+        try:
+            return bool(self.fs.size(full) == len(payload) and self.fs.cat_file(full) == payload)
+        except FileNotFoundError:
+            return False
 
     def remove(self, relative: str) -> None:
         """Delete a file of `raw/` (after `dead_letter(..., remove=False)`); gone is fine."""

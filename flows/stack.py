@@ -200,8 +200,15 @@ def start_demo_work(settings: Any) -> None:
 
     from flows.targets import resolve_target, with_block_secrets
 
-    run_deployment("pipeline/pipeline", timeout=0)
     settings = with_block_secrets(settings)
+    if settings.effective_source == "replay":
+        print(
+            "No CoinCap API key (CRYPTOLYTICS_COINCAP_API_KEY, or its Secret block on the cloud "
+            "target): the pipeline REPLAYS bundled real 2021 market data, one day per tick. "
+            "It is not live data.",
+            flush=True,
+        )
+    run_deployment("pipeline/pipeline", timeout=0)
     if settings.effective_source == "replay" and not resolve_target(settings).lake.list_history():
         run_deployment(
             "backfill/backfill",
@@ -224,15 +231,12 @@ def main() -> None:
                 f"Port {port} (the {what}) is already in use: is another `make up` running?"
             )
     settings = get_settings()
-    if settings.effective_source == "replay":
-        print(
-            "No CoinCap API key (CRYPTOLYTICS_COINCAP_API_KEY) is set: the pipeline REPLAYS "
-            "bundled real 2021 market data, one day per tick. It is not live data.",
-            flush=True,
-        )
     api_url = f"http://127.0.0.1:{args.port}/api"
     args.logs.mkdir(parents=True, exist_ok=True)
-    children = Children(args.logs, {**os.environ, "PREFECT_API_URL": api_url})
+    # PWD: prefect.yaml's pull step records the folder deployed from (`make -C` elsewhere too)
+    children = Children(
+        args.logs, {**os.environ, "PREFECT_API_URL": api_url, "PWD": str(PROJECT_ROOT)}
+    )
     prefect = [sys.executable, "-m", "prefect"]
     from prefect.settings import PREFECT_API_URL, temporary_settings
 

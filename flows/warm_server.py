@@ -7,13 +7,17 @@ project, then waits on a Unix socket. For each flow run, the launcher (flows/war
 the command Prefect's own process machinery starts) hands over its argv, environment,
 working directory and stdio; the server forks, and the child runs exactly what
 `python -m prefect.engine` runs, in a copy of this warm process. The child is a process of
-its own (its own session, its own exit code): cancellation, crash detection, logs and
-artifacts work as they do for the process worker, through the launcher that stands in
-for it.
+its own (its own session, its own exit code; Linux ends it when the server dies):
+cancellation, crash detection, logs and artifacts work as they do for the process worker,
+through the launcher that stands in for it.
 
-The server stays single-threaded (a fork from a threaded process can inherit a held lock)
-and opens no DuckDB file. When our code changes on disk it answers "stale" (the launcher
-then runs the flow run cold, as Prefect would) and starts itself again once idle.
+The server runs no Python thread but its main one (a fork copies only the forking thread,
+so another thread's held lock would stay held in the child); the native threads some
+imports start (pyarrow's pool) are the libraries' own to survive a fork, and the tests run
+the real pipeline in the children. It opens no DuckDB file. It answers `cold` before any
+fork when our code or the lock changed on disk since it started (then it starts itself
+again once idle) or when the run's environment differs in what a process reads only at
+start (INTERPRETER_VARIABLES): the launcher then runs that flow run cold.
 
     python -m flows.warm_server SOCKET_PATH
 """
@@ -41,18 +45,26 @@ from flows.settings import PROJECT_ROOT
 HEADER = struct.Struct("!I")  # the length of the JSON request that follows
 MAX_REQUEST_BYTES = 4 * 2**20  # an environment, argv and a path: far below this
 CODE_DIRS = ("flows", "blocks")
+# What a process reads once, at start, and a fork cannot take from the run's environment:
+# a run whose values differ goes cold (same for a changed lock: other packages installed).
+INTERPRETER_VARIABLES = (
+    "PYTHONPATH", "PYTHONHOME", "PYTHONHASHSEED", "PYTHONOPTIMIZE", "PYTHONSAFEPATH",
+    "LD_PRELOAD", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "OMP_NUM_THREADS",
+)  # fmt: skip
 KILL_GRACE_SECONDS = 10.0
 
 
 def code_fingerprint(root: Path = PROJECT_ROOT) -> tuple[tuple[str, int], ...]:
-    """What a warm process would miss if it changed: our own Python files' mtimes."""
-    return tuple(
-        sorted(
-            (str(path.relative_to(root)), path.stat().st_mtime_ns)
-            for folder in CODE_DIRS
-            for path in (root / folder).rglob("*.py")
-        )
-    )
+    """What a warm process would miss if it changed: our own Python files' and the lock's
+    mtimes (a new lock means other packages may be installed)."""
+    files = [path for folder in CODE_DIRS for path in (root / folder).rglob("*.py")]
+    files += [path for path in (root / "requirements.lock",) if path.exists()]
+    return tuple(sorted((str(path.relative_to(root)), path.stat().st_mtime_ns) for path in files))
+
+
+def os_threads() -> int:
+    """Threads of this process as the kernel counts them (native ones included)."""
+    return len(os.listdir("/proc/self/task"))
 
 
 def preload() -> None:
@@ -95,6 +107,7 @@ def run_engine_in_child(request: dict[str, object], fds: list[int]) -> int:
     os.chdir(str(request["cwd"]))
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[call-overload]
+    time.tzset()  # the run's TZ, if it sets one
     sys.argv = ["prefect.engine", *[str(a) for a in list(request["args"])]]  # type: ignore[call-overload]
     from prefect.context import refresh_global_settings_context
     from prefect.logging.configuration import setup_logging
@@ -140,7 +153,7 @@ class Job:
 @dataclass
 class Server:
     path: Path
-    fingerprint: tuple[tuple[str, int], ...] = field(default_factory=code_fingerprint)
+    fingerprint: tuple[tuple[str, int], ...]  # taken before the preload imported anything
     jobs: dict[int, Job] = field(default_factory=dict)  # by child pid
     stale: bool = False
     stopping: bool = False
@@ -163,7 +176,11 @@ class Server:
                 for key, _ in selector.select(timeout=0.2):
                     if key.fileobj is listener:
                         connection, _ = listener.accept()
-                        self.accept(connection, listener, selector)
+                        try:  # one launcher's trouble is its own run's, never the server's
+                            self.accept(connection, listener, selector)
+                        except OSError as exc:
+                            print(f"warm server: a launcher went away: {exc}", file=sys.stderr)
+                            connection.close()
                     else:
                         self.launcher_gone(key.fileobj, selector)  # type: ignore[arg-type]
                 self.reap(selector)
@@ -186,12 +203,16 @@ class Server:
             print(f"warm server: refused a request: {exc}", file=sys.stderr, flush=True)
             connection.close()
             return
-        if self.stale or code_fingerprint() != self.fingerprint:
-            self.stale = True  # restart once idle; this run goes cold
-            send_line(connection, "stale")
-            connection.close()
+        env = dict(request["env"])  # type: ignore[call-overload]
+        changed = [k for k in INTERPRETER_VARIABLES if env.get(k) != os.environ.get(k)]
+        if not self.stale and code_fingerprint() != self.fingerprint:
+            self.stale = True  # our code changed: restart once idle
+        if self.stale or changed:
             for fd in fds:
                 os.close(fd)
+            with contextlib.suppress(OSError):
+                send_line(connection, "cold")  # said before any fork: the launcher runs it
+            connection.close()
             return
         pid = os.fork()
         if pid == 0:  # the child
@@ -207,14 +228,21 @@ class Server:
                 os._exit(code)
         for fd in fds:
             os.close(fd)
-        send_line(connection, f"pid {pid}")
+        try:
+            send_line(connection, f"pid {pid}")
+        except OSError:  # the launcher died after its request: its run must not go on
+            signal_job(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            connection.close()
+            return
         connection.setblocking(False)
         selector.register(connection, selectors.EVENT_READ)
         self.jobs[pid] = Job(connection, pid)
 
     def launcher_gone(self, connection: socket.socket, selector: selectors.BaseSelector) -> None:
-        """The launcher never writes after its request: readable means it exited (killed,
-        as a worker kills a run it gives up on). Its run must not outlive it."""
+        """The launcher never writes after its request: readable means it exited. It passes
+        SIGTERM, SIGINT and SIGHUP on, so it was SIGKILLed: what Prefect does to a run it
+        wants gone now. Its run goes the same way, at once."""
         try:
             if connection.recv(1):
                 return
@@ -225,8 +253,8 @@ class Server:
         selector.unregister(connection)
         for job in self.jobs.values():
             if job.connection is connection and job.kill_at is None:
-                signal_job(job.pid, signal.SIGTERM)
-                job.kill_at = time.monotonic() + KILL_GRACE_SECONDS
+                signal_job(job.pid, signal.SIGKILL)
+                job.kill_at = time.monotonic()
 
     def reap(self, selector: selectors.BaseSelector) -> None:
         for pid, job in list(self.jobs.items()):
@@ -297,15 +325,17 @@ def send_line(connection: socket.socket, line: str) -> None:
 def main() -> None:
     path = Path(sys.argv[1])
     started = time.perf_counter()
+    fingerprint = code_fingerprint()  # before the preload: an edit during it counts
     preload()
-    if threading.active_count() > 1:  # forking would copy a thread's held locks
+    if threading.active_count() > 1:  # forking would copy a Python thread's held locks
         names = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
         raise SystemExit(f"warm server: threads after preload ({names}); not forking from it")
     print(
-        f"Warm worker ready in {time.perf_counter() - started:.1f}s (imports and dbt parse done)",
+        f"Warm worker ready in {time.perf_counter() - started:.1f}s (imports and dbt parse "
+        f"done; {os_threads()} OS threads, {threading.active_count()} of them Python's)",
         flush=True,
     )
-    Server(path).serve()
+    Server(path, fingerprint).serve()
 
 
 if __name__ == "__main__":

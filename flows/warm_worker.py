@@ -7,11 +7,15 @@ so the production command is Prefect's own:
     prefect worker start --pool cryptolytics
 
 Everything a process worker does stays Prefect's code: polling, heartbeats, concurrency
-limits, cancellation, crash detection, logs. Only the command a flow run starts with
-differs: `python -m flows.warm_launch` instead of `python -m prefect.engine`, which hands
-the run to a warm fork server this worker starts beside itself (flows/warm_server.py), so
-a run starts with Prefect, dbt and DuckDB imported and the dbt project parsed. A pool's
-or deployment's own `command` job variable is left alone (that run goes cold).
+limits, cancellation, crash detection, logs. What differs is the command a flow run starts
+with: `python -m flows.warm_launch` instead of `python -m prefect.engine`, which hands the
+run to a warm fork server this worker starts beside itself (flows/warm_server.py), so a run
+starts with Prefect, dbt and DuckDB imported and the dbt project parsed. Setting a command
+takes Prefect's branch for a configured `command` job variable: the worker starts the
+launcher without its workspace supervisor and in its own process group, so the launcher
+makes a session of its own (as Prefect does for its default command). A pool's or
+deployment's own `command` is left alone (that run goes cold). Linux only (the server needs
+`prctl`); elsewhere this worker is Prefect's process worker.
 """
 
 from __future__ import annotations
@@ -75,13 +79,31 @@ class WarmProcessWorker(ProcessWorker):
 
     async def setup(self) -> None:
         await super().setup()
+        if not sys.platform.startswith("linux"):
+            self._logger.warning("Warm flow runs need Linux: runs start cold here.")
+            return
         self._server_dir = tempfile.mkdtemp(prefix="cryptolytics-warm-")
         path = Path(self._server_dir) / "server.sock"
-        self._server = subprocess.Popen(  # its output is the worker's
-            [sys.executable, "-m", "flows.warm_server", str(path)]
-        )
+        self._start_server(path)
         WarmJobConfiguration.socket_path = path
         await self._wait_until_ready(path)
+
+    def _start_server(self, path: Path) -> None:
+        self._server = subprocess.Popen(  # its output is the worker's
+            [sys.executable, "-m", "flows.warm_server", str(path)],
+            start_new_session=True,  # a Ctrl-C for the worker's group is the worker's to act on
+        )
+
+    async def run(self, flow_run: Any, configuration: Any, task_status: Any = None) -> Any:
+        """Prefect's process worker's run; first, a warm server that died is started again
+        (this run goes cold, the next ones are warm)."""
+        path = WarmJobConfiguration.socket_path
+        if self._server is not None and self._server.poll() is not None and path is not None:
+            self._logger.warning(
+                "The warm server exited (code %s); starting it again.", self._server.returncode
+            )
+            self._start_server(path)
+        return await super().run(flow_run, configuration, task_status)
 
     async def _wait_until_ready(self, path: Path) -> None:
         """Runs that come before the server is ready go cold; waiting here keeps the first

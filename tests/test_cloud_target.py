@@ -6,9 +6,6 @@ definitions and the generated DDL instead.)"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -21,8 +18,9 @@ from pytest_httpserver import HTTPServer
 
 from flows.load import load
 from flows.pipeline import pipeline
-from flows.settings import PROJECT_ROOT, Settings
+from flows.settings import Settings
 from tests.conftest import Emulator, body_variant
+from tests.helpers import assert_app_stands_alone
 from tests.test_pipeline_flow import replay_day_sizes
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
@@ -123,35 +121,7 @@ def test_the_pipeline_runs_on_gcs_and_bigquery(cloud: bigquery.Client) -> None:
             run()  # every page's queries run on BigQuery
     finally:
         st.cache_data.clear()
-    assert_app_stands_alone()
-
-
-# Every page's queries in a process of their own, as `streamlit run` starts the app: no
-# Prefect server to reach (the address answers nothing), no Prefect imported at all.
-APP_ALONE = """
-import sys
-from bench.app_queries import page_queries
-from streamlit_app import data
-assert data.has_data()
-for run in page_queries().values():
-    run()
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("prefect", "prefect_gcp"))
-print("prefect modules:", loaded)
-"""
-
-
-def assert_app_stands_alone() -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
-        "PREFECT_API_URL": "http://127.0.0.1:9/api",  # the discard port: nothing listens
-        "GOOGLE_APPLICATION_CREDENTIALS": "",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", APP_ALONE], env=env, cwd=PROJECT_ROOT,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "prefect modules: []" in done.stdout, done.stdout
+    assert_app_stands_alone()  # and without Prefect or the pipeline's credentials
 
 
 def test_on_the_cloud_target_the_api_key_comes_from_its_secret_block(

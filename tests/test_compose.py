@@ -103,6 +103,8 @@ def test_containers_are_locked_down() -> None:
         assert service["read_only"] is True, name  # code and image are not writable
         assert "no-new-privileges:true" in service["security_opt"], name
         assert service["cap_drop"] == ["ALL"], name
+        assert service["init"] is True, name  # signals reach the process; zombies reaped
+    assert " exec prefect worker start" in " ".join(SERVICES["worker"]["command"])
 
 
 def test_images_are_pinned_by_digest_and_packages_by_hash() -> None:

@@ -114,6 +114,23 @@ def final_state(flow_run_id: UUID, seconds: float = 180) -> State:
     return state
 
 
+def parent_command(pid: int) -> str:
+    """The command line of a process's parent (the warm server, for a warm run)."""
+    ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    return Path(f"/proc/{ppid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def launchers() -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"flows.warm_launch" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -150,6 +167,7 @@ def test_a_run_cancelled_while_it_runs_ends_cancelled_and_its_process_with_it(
     run = run_deployment("warm-probe/probe", parameters={"pid_file": str(pid_file)}, timeout=0)
     wait_for(pid_file.exists)
     pid = int(pid_file.read_text())
+    assert "flows.warm_server" in parent_command(pid)  # a warm run, not the cold fallback
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(run.id, Cancelling(), force=True)
     state = final_state(run.id)
@@ -163,6 +181,7 @@ def test_a_run_whose_process_is_killed_is_reported_crashed(
     pid_file = tmp_path / "pid"
     run = run_deployment("warm-probe/probe", parameters={"pid_file": str(pid_file)}, timeout=0)
     wait_for(pid_file.exists)
+    assert "flows.warm_server" in parent_command(int(pid_file.read_text()))
     os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the out-of-memory killer, say
     state = final_state(run.id)
     assert state.is_crashed(), state
@@ -172,3 +191,19 @@ def test_a_run_whose_process_is_killed_is_reported_crashed(
         "warm-probe/probe", parameters={"pid_file": str(pid_file), "seconds": 0}, timeout=0
     )
     assert final_state(run.id).is_completed()
+
+
+def test_a_killed_launcher_takes_its_run_with_it(
+    warm_worker: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    """Prefect SIGKILLs a run's process when it wants it gone now; the launcher stands in
+    for the forked run, so the run must not outlive it."""
+    pid_file = tmp_path / "pid"
+    run = run_deployment("warm-probe/probe", parameters={"pid_file": str(pid_file)}, timeout=0)
+    wait_for(pid_file.exists)
+    pid = int(pid_file.read_text())
+    (launcher,) = launchers()
+    os.kill(launcher, signal.SIGKILL)
+    wait_for(lambda: not alive(pid), 10)  # at once, not after a grace period
+    state = final_state(run.id)
+    assert state.is_crashed(), state

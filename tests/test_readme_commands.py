@@ -5,11 +5,14 @@ workspace of this test. Each must end with exit code 0, a one-line outcome and n
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import re
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -145,16 +148,28 @@ def test_every_prefect_command_in_the_readme_runs_as_written(tmp_path: Path) -> 
             argv, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        assert worker.stdout is not None
-        started = ""
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=pump, args=(worker, lines), daemon=True).start()
+        seen = []
         deadline = time.monotonic() + 180
-        while "started" not in started and time.monotonic() < deadline:
-            started = worker.stdout.readline()
-            assert started or worker.poll() is None, "the worker exited"
+        while not any("started" in line for line in seen) and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=1))
+            assert worker.poll() is None, ("the worker exited", seen)
         worker.send_signal(signal.SIGTERM)
-        rest, _ = worker.communicate(timeout=90)
-        assert "started" in started, started
-        assert "Traceback" not in rest, rest[-3000:]
+        worker.wait(timeout=90)
+        time.sleep(0.5)  # the reader thread drains what is left
+        while not lines.empty():
+            seen.append(lines.get())
+        said = "".join(seen)
+        assert "started" in said, said[-3000:]
+        assert "Traceback" not in said, said[-3000:]
+
+
+def pump(process: subprocess.Popen[str], into: queue.Queue[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        into.put(line)
 
 
 def cancel_pending_runs() -> None:

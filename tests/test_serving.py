@@ -13,7 +13,7 @@ import pytest
 
 from flows.serving import NoDataYet, ServingReader, current_copy, publish
 from flows.settings import PROJECT_ROOT, Settings
-from tests.helpers import replay_bodies, run_dbt, tick
+from tests.helpers import assert_app_stands_alone, replay_bodies, run_dbt, tick
 
 
 def test_nothing_to_read_before_the_first_publish(settings: Settings) -> None:
@@ -111,3 +111,9 @@ def test_readers_never_fail_while_the_pipeline_publishes(
         iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp / 1000))
         assert iso in report["seen"], f"the reader never saw snapshot {iso}"
         assert report["seen"][iso] - when <= ttl + 2.0
+
+
+def test_the_app_reads_the_local_target_without_prefect(settings: Settings) -> None:
+    """`streamlit run` alone: the serving copies, no Prefect server, no Prefect imported."""
+    tick(settings, [("replay", *replay_bodies(1, limit=100)[0])])
+    assert_app_stands_alone()
