@@ -17,7 +17,7 @@ import duckdb
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.client.schemas.objects import State
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelling
@@ -160,14 +160,21 @@ def warm_worker(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
         worker.wait(60)
 
 
-def test_a_run_cancelled_while_it_runs_ends_cancelled_and_its_process_with_it(
-    warm_worker: subprocess.Popen[str], tmp_path: Path
-) -> None:
+def start_warm_probe(tmp_path: Path) -> tuple[FlowRun, int]:
+    """A probe run, running: its run and its process id, proved warm (its parent is the
+    warm server, not a cold `python -m prefect.engine`)."""
     pid_file = tmp_path / "pid"
     run = run_deployment("warm-probe/probe", parameters={"pid_file": str(pid_file)}, timeout=0)
     wait_for(pid_file.exists)
     pid = int(pid_file.read_text())
-    assert "flows.warm_server" in parent_command(pid)  # a warm run, not the cold fallback
+    assert "flows.warm_server" in parent_command(pid)
+    return run, pid
+
+
+def test_a_run_cancelled_while_it_runs_ends_cancelled_and_its_process_with_it(
+    warm_worker: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    run, pid = start_warm_probe(tmp_path)
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(run.id, Cancelling(), force=True)
     state = final_state(run.id)
@@ -178,15 +185,12 @@ def test_a_run_cancelled_while_it_runs_ends_cancelled_and_its_process_with_it(
 def test_a_run_whose_process_is_killed_is_reported_crashed(
     warm_worker: subprocess.Popen[str], tmp_path: Path
 ) -> None:
-    pid_file = tmp_path / "pid"
-    run = run_deployment("warm-probe/probe", parameters={"pid_file": str(pid_file)}, timeout=0)
-    wait_for(pid_file.exists)
-    assert "flows.warm_server" in parent_command(int(pid_file.read_text()))
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the out-of-memory killer, say
+    run, pid = start_warm_probe(tmp_path)
+    os.kill(pid, signal.SIGKILL)  # the out-of-memory killer, say
     state = final_state(run.id)
     assert state.is_crashed(), state
     # and the worker goes on: the next run completes
-    pid_file.unlink()
+    pid_file = tmp_path / "next"
     run = run_deployment(
         "warm-probe/probe", parameters={"pid_file": str(pid_file), "seconds": 0}, timeout=0
     )
@@ -198,10 +202,7 @@ def test_a_killed_launcher_takes_its_run_with_it(
 ) -> None:
     """Prefect SIGKILLs a run's process when it wants it gone now; the launcher stands in
     for the forked run, so the run must not outlive it."""
-    pid_file = tmp_path / "pid"
-    run = run_deployment("warm-probe/probe", parameters={"pid_file": str(pid_file)}, timeout=0)
-    wait_for(pid_file.exists)
-    pid = int(pid_file.read_text())
+    run, pid = start_warm_probe(tmp_path)
     (launcher,) = launchers()
     os.kill(launcher, signal.SIGKILL)
     wait_for(lambda: not alive(pid), 10)  # at once, not after a grace period
