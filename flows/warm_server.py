@@ -127,8 +127,23 @@ def run_engine_in_child(request: dict[str, object], fds: list[int]) -> int:
         traceback.print_exc()
         return 1
     finally:
+        send_what_prefect_sends_at_exit()
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def send_what_prefect_sends_at_exit(timeout: float = 30) -> None:
+    """The child ends with `os._exit` (it must not run the server's cleanup), which skips
+    the interpreter's shutdown, where Prefect sends the run's last logs and events (the
+    dead-letter event among them). Send them here."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (EventsWorker, APILogWorker):
+        try:
+            service.drain_all(timeout=timeout)
+        except Exception:
+            traceback.print_exc()
 
 
 def _end_with_parent() -> None:

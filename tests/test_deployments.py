@@ -195,6 +195,8 @@ def test_a_run_whose_process_is_killed_is_reported_crashed(
         "warm-probe/probe", parameters={"pid_file": str(pid_file), "seconds": 0}, timeout=0
     )
     assert final_state(run.id).is_completed()
+    # the run's last log line reached the API: a warm child sends what exit would send
+    wait_for(lambda: "probe done" in run_logs(run.id), 30)
 
 
 def test_a_killed_launcher_takes_its_run_with_it(
