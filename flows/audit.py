@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from flows.cli import finish
 from flows.load import describe, verify_lake_files
 from flows.locking import exclusive_run
 from flows.settings import (
-    DBT_TASK_TIMEOUT_SECONDS,
     MAINTENANCE_TIMEOUT_SECONDS,
-    WAREHOUSE_TASK_TIMEOUT_SECONDS,
     get_settings,
 )
+from flows.steps import dbt_step, warehouse_step
 from flows.targets import Target, resolve_target
 from flows.transform import publish_for_readers, warm_dbt
 from flows.warehouse import AuditCheck
@@ -41,12 +39,7 @@ class AuditResult:
         return [check for check in self.checks if check.status != "pass"]
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=1,
-    retry_delay_seconds=[5],
-    timeout_seconds=DBT_TASK_TIMEOUT_SECONDS,
-)
+@dbt_step
 def test_whole_tables(target: Target, project_dir: str) -> list[AuditCheck]:
     """dbt test with no scope: `__new_rows__` becomes `load_seq > 0`, every row."""
     build = warm_dbt(target, project_dir).build(
@@ -64,12 +57,7 @@ def test_whole_tables(target: Target, project_dir: str) -> list[AuditCheck]:
     ]  # fmt: skip
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
-)
+@warehouse_step
 def record_audit(target: Target, checks: list[AuditCheck]) -> None:
     with target.open_warehouse() as warehouse:
         warehouse.record_audit(checks)

@@ -23,11 +23,11 @@ from flows.replay.server import serve_replay
 from flows.settings import (
     EXTRACT_TIMEOUT_SECONDS,
     FETCH_TASK_TIMEOUT_SECONDS,
-    LAKE_TASK_TIMEOUT_SECONDS,
     Settings,
     get_settings,
 )
 from flows.snapshot import InvalidSnapshot, check_live_time, parse_snapshot
+from flows.steps import lake_step
 from flows.targets import resolve_target, with_block_secrets
 
 
@@ -112,22 +112,12 @@ def fetch_snapshot_body(
         return combine_pages(pages), client.stats.requests, client.stats.retries
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    timeout_seconds=LAKE_TASK_TIMEOUT_SECONDS,
-)
+@lake_step
 def quarantine_body(lake: Lake, source: str, raw: bytes, reason: str, base_url: str) -> str:
     return lake.quarantine(source, raw, reason, context={"endpoint": f"{base_url}/assets"})
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    timeout_seconds=LAKE_TASK_TIMEOUT_SECONDS,
-)
+@lake_step
 def write_snapshot_to_lake(lake: Lake, source: str, timestamp_ms: int, raw: bytes) -> LakeWrite:
     return lake.write_snapshot(source, timestamp_ms, raw)
 

@@ -12,26 +12,20 @@ from __future__ import annotations
 
 import argparse
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from flows.cli import finish
 from flows.locking import exclusive_run
 from flows.settings import (
     MAINTENANCE_TIMEOUT_SECONDS,
-    WAREHOUSE_TASK_TIMEOUT_SECONDS,
     get_settings,
 )
+from flows.steps import warehouse_step
 from flows.targets import Target, resolve_target
 from flows.warehouse import LoadResult, VerifyReport, load_pending, verify_lake
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
-)
+@warehouse_step
 def load_lake_files(target: Target, reload: bool = False) -> LoadResult:
     """Retried: a bad file cannot fail it (it is dead-lettered), a busy warehouse can."""
     with target.open_warehouse() as warehouse:
@@ -66,12 +60,7 @@ def load_lake(target: Target, reload: bool = False) -> LoadResult:
     return result
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
-)
+@warehouse_step
 def verify_lake_files(target: Target) -> VerifyReport:
     with target.open_warehouse() as warehouse:
         return verify_lake(target.lake, warehouse)

@@ -14,9 +14,8 @@ import argparse
 import time
 from dataclasses import dataclass
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from flows.cli import finish
 from flows.extract import ExtractResult, extract_snapshot
@@ -25,9 +24,9 @@ from flows.locking import exclusive_run
 from flows.settings import (
     DEAD_LETTER_EVENT,
     TICK_TIMEOUT_SECONDS,
-    WAREHOUSE_TASK_TIMEOUT_SECONDS,
     get_settings,
 )
+from flows.steps import warehouse_step
 from flows.targets import Target, resolve_target, with_block_secrets
 from flows.transform import TransformResult, build_and_publish
 from flows.warehouse import HistoryReport, LoadResult
@@ -42,12 +41,7 @@ class PipelineResult:
     seconds: dict[str, float]
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
-)
+@warehouse_step
 def read_history_report(target: Target) -> HistoryReport:
     with target.open_warehouse() as warehouse:
         return warehouse.history_report(movers=5)

@@ -21,9 +21,8 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from flows.cli import finish
 from flows.dbt_build import DbtBuild, WarmDbt
@@ -31,12 +30,11 @@ from flows.lake import source_of
 from flows.locking import exclusive_run
 from flows.serving import PublishResult
 from flows.settings import (
-    DBT_TASK_TIMEOUT_SECONDS,
     MAINTENANCE_TIMEOUT_SECONDS,
-    WAREHOUSE_TASK_TIMEOUT_SECONDS,
     Settings,
     get_settings,
 )
+from flows.steps import dbt_step, warehouse_step
 from flows.targets import Target, resolve_target
 from flows.warehouse import BuildScope, DbtNodeResult, DeadLetter
 
@@ -55,24 +53,14 @@ def warm_dbt(target: Target, project_dir: str) -> WarmDbt:
     return _warm[key]
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
-)
+@warehouse_step
 def read_build_scope(target: Target) -> tuple[BuildScope, bool]:
     """What this build tests, and whether the models need one full rebuild (an upgrade)."""
     with target.open_warehouse() as warehouse:
         return warehouse.build_scope(), warehouse.models_predate_load_seq()
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=1,
-    retry_delay_seconds=[5],
-    timeout_seconds=DBT_TASK_TIMEOUT_SECONDS,
-)
+@dbt_step
 def dbt_build(
     target: Target, project_dir: str, full_refresh: bool, tests_after_seq: int = 0
 ) -> DbtBuild:
@@ -113,12 +101,7 @@ def dbt_build(
     return build
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
-)
+@warehouse_step
 def publish_for_readers(target: Target, full: bool, ops_only: bool = False) -> PublishResult | None:
     """Make the new models visible to the app (see flows/serving.py); `ops_only` after a
     failed build: the health page learns of it, the models stay as last published."""
@@ -134,12 +117,7 @@ def gate_failures(build: DbtBuild) -> list[DbtNodeResult] | None:
     return failing
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
-)
+@warehouse_step
 def dead_letter_gate_failures(
     target: Target, failing: list[DbtNodeResult], after_seq: int
 ) -> dict[str, str]:
@@ -163,23 +141,13 @@ def dead_letter_gate_failures(
     return moved
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
-)
+@warehouse_step
 def apply_retention(target: Target, days: int) -> int:
     with target.open_warehouse() as warehouse:
         return warehouse.apply_retention(days)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    timeout_seconds=WAREHOUSE_TASK_TIMEOUT_SECONDS,
-)
+@warehouse_step
 def record_dbt_results(
     target: Target, results: list[DbtNodeResult], scope: BuildScope | None = None
 ) -> None:

@@ -191,10 +191,10 @@ class Server:
                 for key, _ in selector.select(timeout=0.2):
                     if key.fileobj is listener:
                         connection, _ = listener.accept()
-                        try:  # one launcher's trouble is its own run's, never the server's
+                        try:  # one request's trouble is its own run's, never the server's
                             self.accept(connection, listener, selector)
-                        except OSError as exc:
-                            print(f"warm server: a launcher went away: {exc}", file=sys.stderr)
+                        except Exception as exc:
+                            print(f"warm server: refused a request: {exc!r}", file=sys.stderr)
                             connection.close()
                     else:
                         self.launcher_gone(key.fileobj, selector)  # type: ignore[arg-type]
@@ -323,8 +323,15 @@ def read_request(connection: socket.socket) -> tuple[dict[str, object], list[int
                 raise ValueError("request cut short")
             body += chunk
         request = json.loads(body)
-        if not isinstance(request, dict) or not {"args", "env", "cwd"} <= set(request):
-            raise ValueError("a request has args, env and cwd")
+        if not (
+            isinstance(request, dict)
+            and isinstance(request.get("args"), list)
+            and all(isinstance(a, str) for a in request["args"])
+            and isinstance(request.get("env"), dict)
+            and all(isinstance(v, str) for v in request["env"].values())
+            and isinstance(request.get("cwd"), str)
+        ):
+            raise ValueError("a request has args (strings), env (strings) and cwd")
         return request, fds
     except Exception:
         for fd in fds:
