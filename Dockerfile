@@ -19,6 +19,7 @@ COPY pyproject.toml prefect.yaml README.md ./
 COPY flows ./flows
 COPY blocks ./blocks
 COPY streamlit_app ./streamlit_app
+COPY .streamlit ./.streamlit
 COPY dbt ./dbt
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
     && useradd --create-home --uid 10001 cryptolytics \

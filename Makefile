@@ -16,7 +16,7 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install emulators up tick app deploy worker blocks test test-fast bench soak audit terraform-check lint format clean
+.PHONY: help install emulators up tick app deploy worker blocks test test-fast test-integration test-e2e bench soak audit terraform-check lint format clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,14 +35,13 @@ $(TOOLS_STAMP): requirements-tools.lock
 	rm -f $(TOOLS)/.installed-* && touch $@
 
 up: install  ## everything: Prefect UI :4200, pipeline every 5 min, analyst app :8501 (Ctrl-C stops)
-	$(BIN)/python -m flows.stack
+	$(BIN)/python -m flows.runtime.stack
 
 tick: install  ## one pipeline run now, from the CLI (uses the server of `make up` if it runs)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.pipeline
 
 app: install  ## only the analyst app on :8501 (reads what the pipeline published)
-	$(BIN)/python -m streamlit run streamlit_app/app.py --server.headless true \
-		--server.address 127.0.0.1 --browser.gatherUsageStats false
+	$(BIN)/python -m streamlit run streamlit_app/app.py  # settings: .streamlit/config.toml
 
 deploy: install  ## prefect.yaml's deployments + the warm worker pool on PREFECT_API_URL (default :4200)
 	export PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} PWD=$(CURDIR) && \
@@ -56,11 +55,17 @@ worker: install  ## a process worker for the `cryptolytics` pool (runs the deplo
 blocks: install  ## create/update the Prefect blocks and alert automations (server of `make up`)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m blocks.register
 
-test: install emulators  ## the whole test suite
+test: install emulators  ## every tier: unit, integration, end-to-end (CI; about 40 min here)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install emulators  ## the fast tier: no Prefect server, no browser (about 3 min here)
-	$(BIN)/python -m pytest -m 'not prefect and not browser' $(PYTEST_ARGS)
+test-fast: install  ## the unit tier: no server, no dbt, no warehouse file (under a minute)
+	$(BIN)/python -m pytest --tier unit $(PYTEST_ARGS)
+
+test-integration: install  ## real DuckDB, dbt and a Prefect test server (add --kill-cycles 5 ...)
+	$(BIN)/python -m pytest --tier integration $(PYTEST_ARGS)
+
+test-e2e: install emulators  ## browser, emulators, the stack, SIGKILLs (PYTEST_ARGS=--kill-cycles 7)
+	$(BIN)/python -m pytest --tier e2e $(PYTEST_ARGS)
 
 bench: install  ## benchmarks (about 15 min): prints a table, writes bench/results/suite.json
 	$(BIN)/python -m bench.suite $(BENCH_ARGS)
@@ -88,8 +93,11 @@ terraform-check: $(TOOLS_STAMP)  ## terraform fmt -check and a checkov scan (val
 	else echo "terraform is not installed (not in Debian or PyPI): fmt check skipped" >&2; fi
 	$(TOOLS)/bin/checkov --directory terraform --quiet --compact --skip-download
 
-lint: install  ## ruff
+lint: install  ## ruff, the import layers (import-linter), types (mypy), SQL (sqlfluff)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
+	cd dbt && DBT_DUCKDB_PATH=$$(mktemp -d)/lint.duckdb ../$(BIN)/sqlfluff lint models
 
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

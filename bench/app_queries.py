@@ -36,8 +36,8 @@ def generate_history(warehouse: Path, days: int, coins: int, end_ms: int | None 
     """Fill raw.coincap_assets with `days` days of 5-minute snapshots; returns rows. With
     `end_ms`, the series is moved in time to end one step before it (so ticks replayed
     after it are newer than all of it)."""
+    from flows.adapters.duckdb_warehouse import DuckDBWarehouse
     from flows.replay.dataset import DATASET_PATH
-    from flows.warehouse import DuckDBWarehouse
 
     last_ms = duckdb.sql(f"select max(day_ms) from read_parquet('{DATASET_PATH}')").fetchall()[0][0]
     shift_ms = 0 if end_ms is None else end_ms - (last_ms + 288 * 300000)
@@ -91,45 +91,11 @@ def generate_history(warehouse: Path, days: int, coins: int, end_ms: int | None 
 
 
 def build_models(settings) -> float:
-    from tests.helpers import run_dbt  # the same runner the tests use: plain dbt, no engine
+    from testkit.pipeline import run_dbt  # the same runner the tests use: plain dbt, no engine
 
     started = time.perf_counter()
     run_dbt(settings, "build", "--exclude", "resource_type:test", "resource_type:unit_test")
     return time.perf_counter() - started
-
-
-def page_queries() -> dict[str, Callable[[], object]]:
-    from streamlit_app import data
-
-    def market() -> None:
-        data.data_source()
-        data.market_summary()
-        data.ranking("", 100, 0.0, "Rank")
-        data.movers("gainers")
-        data.movers("losers")
-        data.most_traded()
-
-    def coin(range_: data.Range) -> Callable[[], None]:
-        def run() -> None:
-            data.data_source()
-            data.coins()
-            data.coin_profile("ethereum")
-            data.coin_series("ethereum", range_)
-
-        return run
-
-    def compare() -> None:
-        data.data_source()
-        data.coins()
-        data.compare_series(("bitcoin", "ethereum", "tether"), "1M")
-
-    def health() -> None:
-        data.data_source()
-        data.pipeline_health()
-
-    pages = {"market": market, "compare (3 coins, 1M)": compare, "health": health}
-    pages.update({f"coin {r}": coin(r) for r in data.RANGES})
-    return pages
 
 
 def measure(pages: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict[str, float]]:
@@ -166,8 +132,8 @@ def main() -> None:
         CRYPTOLYTICS_LAKE_URL=str(root / "lake"),
         DO_NOT_TRACK="1",
     )
-    from flows.serving import publish
-    from flows.settings import get_settings
+    from flows.adapters.serving import publish
+    from flows.core.settings import get_settings
 
     settings = get_settings()
     started = time.perf_counter()
@@ -185,6 +151,8 @@ def main() -> None:
                 "select table_name, estimated_size from duckdb_tables() where schema_name = 'prod'"
             ).fetchall()
         )
+    from testkit.pages import page_queries
+
     results = measure(page_queries(), args.repeats)
 
     print(

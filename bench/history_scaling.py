@@ -63,9 +63,9 @@ def timed_query(path: Path, sql: str, repeats: int = 10) -> float:
 
 
 def measure(days: int, ticks: int, root: Path) -> dict[str, object]:
-    from flows.settings import Settings
-    from flows.warehouse import DuckDBWarehouse
-    from tests.helpers import run_dbt
+    from flows.adapters.duckdb_warehouse import DuckDBWarehouse
+    from flows.core.settings import Settings
+    from testkit.pipeline import run_dbt
 
     os.environ.update(
         CRYPTOLYTICS_DUCKDB_PATH=str(root / "warehouse.duckdb"),

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, urlparse
 
 from bench.app_queries import BENCH_DIR
 from bench.suite import prefect_server, workspace_env
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
 
 HTTP_TIMEOUT_SECONDS = 1.0
 ERROR_STATUSES = (500, 502, 503, 429)
@@ -158,8 +158,8 @@ READER_THREADS = 4
 
 def reader_main(stop_file: Path, report_file: Path) -> None:
     """The app's side: every page's queries in a loop from several threads, cache off."""
-    from bench.app_queries import page_queries
     from streamlit_app import data
+    from testkit.pages import page_queries
 
     # st.cache_data outside `streamlit run` says so on every call
     logging.getLogger("streamlit.runtime.caching.cache_data_api").setLevel(logging.ERROR)
@@ -210,9 +210,9 @@ def reader_main(stop_file: Path, report_file: Path) -> None:
 
 def verify(env: dict[str, str]) -> dict[str, int]:
     """The warehouse equals the lake, snapshot by snapshot (raises if not)."""
-    from flows.lake import Lake
-    from flows.settings import Settings
-    from tests.test_fault_injection import assert_warehouse_equals_lake, lake_snapshots
+    from flows.adapters.lake import Lake
+    from flows.core.settings import Settings
+    from testkit.pipeline import assert_warehouse_equals_lake, lake_snapshots
 
     os.environ.update(env)
     settings = Settings()
@@ -234,8 +234,8 @@ def verify(env: dict[str, str]) -> dict[str, int]:
 
 
 def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    from tests import crash_tick
-    from tests.test_fault_injection import KILL_POINTS
+    from testkit import crash_tick
+    from testkit.crash_tick import KILL_POINTS
 
     rng = random.Random(args.seed)
     api = FaultyApi(random.Random(args.seed + 1), args.error_rate, args.timeout_rate, 0.005)

@@ -39,12 +39,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.app_queries import BENCH_DIR, generate_history, measure, page_queries
-from flows.settings import PROJECT_ROOT
-from flows.stack import wait_healthy
+from bench.app_queries import BENCH_DIR, generate_history, measure
+from flows.core.settings import PROJECT_ROOT
+from flows.runtime.stack import wait_healthy
+from testkit.pages import page_queries
 
 COINS = 2000
-POOL_TYPE = "cryptolytics"  # our warm worker (flows/warm_worker.py)
+POOL_TYPE = "cryptolytics"  # our warm worker (flows/runtime/warm_worker.py)
 TICK_START_DAY = 300  # replay day index: every day from here on has 2,000 coins
 TARGETS = {
     "deployment_tick_p50_s": 5.0,
@@ -108,13 +109,14 @@ def workspace_env(root: Path, api_url: str) -> dict[str, str]:
 def prepare(root: Path, env: dict[str, str], days: int) -> dict[str, Any]:
     """History of `days` days in raw, every model built once, a serving copy published, and
     the replay day before TICK_START_DAY in the lake, so ticks replay from there on."""
-    from flows.lake import Lake
+    from flows.adapters.duckdb_warehouse import DuckDBWarehouse
+    from flows.adapters.lake import Lake
+    from flows.adapters.serving import publish
+    from flows.core.loading import load_pending
+    from flows.core.settings import Settings
     from flows.replay.dataset import shared_dataset
     from flows.replay.server import assets_body
-    from flows.serving import publish
-    from flows.settings import Settings
-    from flows.warehouse import DuckDBWarehouse, load_pending
-    from tests.helpers import run_dbt
+    from testkit.pipeline import run_dbt
 
     os.environ.update(env)
     settings = Settings(warehouse_memory_limit="4GB")  # a first full build of long history
@@ -179,10 +181,11 @@ def app_pages(env: dict[str, str], repeats: int) -> dict[str, dict[str, float]]:
 
 def load_throughput(root: Path) -> dict[str, Any]:
     """288 lake files of 2,000 assets (one day at 5-minute steps) loaded in one go."""
-    from flows.lake import Lake
+    from flows.adapters.duckdb_warehouse import DuckDBWarehouse
+    from flows.adapters.lake import Lake
+    from flows.core.loading import load_pending
     from flows.replay.dataset import shared_dataset
     from flows.replay.server import assets_body
-    from flows.warehouse import DuckDBWarehouse, load_pending
 
     dataset = shared_dataset()
     day = dataset.days[TICK_START_DAY]

@@ -30,8 +30,8 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 
+from flows.core.settings import PROJECT_ROOT
 from flows.pipeline import PipelineResult, pipeline
-from flows.settings import PROJECT_ROOT
 
 # A scheduler creates runs ahead of time; a worker picks them up within its poll interval
 # (10 s) and the server holds them until their time comes.

@@ -10,15 +10,15 @@ what reaches a webhook on 127.0.0.1.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 from uuid import UUID
 
 from prefect.automations import Automation, EventTrigger, Posture, SendNotification
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 
-from flows.settings import DEAD_LETTER_EVENT, Settings
+from flows.core.settings import ALERT_WEBHOOK_BLOCK, DEAD_LETTER_EVENT, Settings
 
-WEBHOOK_BLOCK = "cryptolytics-alerts"
 STALE = "cryptolytics: pipeline stale"
 FAILING = "cryptolytics: pipeline failing"
 DEAD_LETTER = "cryptolytics: dead letter"
@@ -32,7 +32,7 @@ def save_webhook(url: str) -> UUID:
         url=url,
         json_data={"subject": "{{subject}}", "body": "{{body}}", "source": "cryptolytics"},
     )
-    return block.save(WEBHOOK_BLOCK, overwrite=True)
+    return cast(UUID, block.save(ALERT_WEBHOOK_BLOCK, overwrite=True))
 
 
 def _minutes(window: timedelta) -> str:
@@ -124,7 +124,9 @@ def apply_automation(automation: Automation) -> tuple[UUID, str]:
     with get_client(sync_client=True) as client:
         existing = client.read_automations_by_name(automation.name)
     if not existing:
-        return automation.create().id, "created"  # type: ignore[return-value]
+        created = cast(Automation, automation.create())
+        assert created.id is not None  # the server gave it one
+        return created.id, "created"
     automation.id = existing[0].id
     automation.update()
     for duplicate in existing[1:]:  # left by an older, non-idempotent setup
@@ -138,7 +140,7 @@ def register_alerts(settings: Settings) -> list[str]:
     if settings.alert_webhook_url is None:
         return ["alerts: skipped (CRYPTOLYTICS_ALERT_WEBHOOK_URL is not set)"]
     block_id = save_webhook(settings.alert_webhook_url.get_secret_value())
-    done = [f"block {WEBHOOK_BLOCK}: saved"]
+    done = [f"block {ALERT_WEBHOOK_BLOCK}: saved"]
     for automation in (
         stale_automation(block_id, settings.alert_stale_after),
         failing_automation(block_id, settings.alert_failures_within),

@@ -1,5 +1,7 @@
-"""The Prefect blocks of the cloud target: GCP credentials, the lake bucket, the BigQuery
-warehouse and the CoinCap API key, saved under fixed names so flows load them by name.
+"""The Prefect blocks of the cloud target: GCP credentials and the CoinCap API key, saved
+under the names in `flows.core.settings`, where the flows load them. (The lake and the
+datasets are settings, not blocks: a GcsBucket or BigQueryWarehouse block nothing loads
+would be a second, unused place to configure them.)
 
 Key material goes into the blocks (Prefect stores `service_account_info` and `Secret` values
 as secrets and masks them in the UI and API); it is never printed, logged or returned.
@@ -11,15 +13,9 @@ import json
 from urllib.parse import urlparse
 
 from prefect.blocks.system import Secret
-from prefect_gcp import GcpCredentials, GcsBucket
-from prefect_gcp.bigquery import BigQueryWarehouse
+from prefect_gcp import GcpCredentials
 
-from flows.settings import Settings
-
-GCP_CREDENTIALS = "cryptolytics-gcp"
-LAKE_BUCKET = "cryptolytics-lake"
-WAREHOUSE = "cryptolytics-bigquery"
-COINCAP_API_KEY = "cryptolytics-coincap-api-key"
+from flows.core.settings import COINCAP_API_KEY_BLOCK, GCP_CREDENTIALS_BLOCK, Settings
 
 
 def lake_location(lake_url: str) -> tuple[str, str]:
@@ -50,20 +46,14 @@ def register_gcp(settings: Settings) -> list[str]:
     """Create or overwrite the cloud target's blocks; what was done, one line each."""
     if settings.target != "cloud":
         return ["gcp blocks: skipped (CRYPTOLYTICS_TARGET is not cloud)"]
-    bucket, folder = lake_location(settings.lake_url)
+    lake_location(settings.lake_url)  # refuse a lake URL the cloud target cannot use
     gcp = credentials(settings)
-    gcp.save(GCP_CREDENTIALS, overwrite=True)
+    gcp.save(GCP_CREDENTIALS_BLOCK, overwrite=True)
     auth = "service-account key" if gcp.service_account_info else "application default credentials"
-    done = [f"block {GCP_CREDENTIALS}: saved ({auth}, project {settings.gcp_project})"]
-    GcsBucket(bucket=bucket, bucket_folder=folder, gcp_credentials=gcp).save(
-        LAKE_BUCKET, overwrite=True
-    )
-    done.append(f"block {LAKE_BUCKET}: saved (gs://{bucket}/{folder})")
-    BigQueryWarehouse(gcp_credentials=gcp).save(WAREHOUSE, overwrite=True)
-    done.append(f"block {WAREHOUSE}: saved")
+    done = [f"block {GCP_CREDENTIALS_BLOCK}: saved ({auth}, project {settings.gcp_project})"]
     if settings.api_key:
-        Secret(value=settings.api_key).save(COINCAP_API_KEY, overwrite=True)
-        done.append(f"block {COINCAP_API_KEY}: saved")
+        Secret(value=settings.api_key).save(COINCAP_API_KEY_BLOCK, overwrite=True)
+        done.append(f"block {COINCAP_API_KEY_BLOCK}: saved")
     else:
-        done.append(f"block {COINCAP_API_KEY}: skipped (no CRYPTOLYTICS_COINCAP_API_KEY)")
+        done.append(f"block {COINCAP_API_KEY_BLOCK}: skipped (no CRYPTOLYTICS_COINCAP_API_KEY)")
     return done

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from blocks.alerts import register_alerts
 from blocks.gcp import register_gcp
-from flows.settings import get_settings
+from flows.core.settings import get_settings
 
 
 def main() -> None:

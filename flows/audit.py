@@ -17,17 +17,18 @@ from dataclasses import dataclass, field
 
 from prefect import flow, get_run_logger
 
-from flows.cli import finish
-from flows.load import describe, verify_lake_files
-from flows.locking import exclusive_run
-from flows.settings import (
+from flows.adapters.dbt_runner import warm_dbt
+from flows.adapters.targets import Target, resolve_target
+from flows.core.loading import AuditCheck
+from flows.core.settings import (
     MAINTENANCE_TIMEOUT_SECONDS,
     get_settings,
 )
-from flows.steps import dbt_step, warehouse_step
-from flows.targets import Target, resolve_target
-from flows.transform import publish_for_readers, warm_dbt
-from flows.warehouse import AuditCheck
+from flows.load import describe, verify_lake_files
+from flows.runtime.cli import finish
+from flows.runtime.locking import exclusive_run
+from flows.runtime.steps import dbt_step, warehouse_step
+from flows.transform import publish
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def audit() -> AuditResult:
         checks.append(AuditCheck("lake matches manifest", "pass" if report.ok else "fail",
                                  " ".join(lines[:1] + lines[1:11])))  # fmt: skip
         record_audit(target, checks)
-        publish_for_readers(target, False, ops_only=True)
+        publish(target, False, ops_only=True)
     result = AuditResult(checks)
     for check in result.failed:
         logger.error("Audit: %s: %s (%s)", check.check, check.status, check.message)

@@ -21,26 +21,27 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from flows.cli import finish
-from flows.coincap import CoinCapClient
-from flows.extract import check_source_fits_lake, coincap_client, coincap_endpoint
-from flows.lake import INTERVALS, HistoryKey, Lake, history_path
+from flows.adapters.coincap import CoinCapClient
+from flows.adapters.lake import Lake
+from flows.adapters.source import DAY_MS, resolve_source
+from flows.adapters.targets import resolve_target
+from flows.core.lake_layout import INTERVALS, HistoryKey, history_path
+from flows.core.settings import MAINTENANCE_TIMEOUT_SECONDS, get_settings
+from flows.core.snapshot import InvalidSnapshot, parse_history, parse_snapshot
 from flows.load import load
-from flows.locking import exclusive_run
-from flows.settings import MAINTENANCE_TIMEOUT_SECONDS, get_settings
-from flows.snapshot import InvalidSnapshot, parse_history, parse_snapshot
-from flows.targets import resolve_target, with_block_secrets
+from flows.runtime.cli import finish
+from flows.runtime.locking import exclusive_run
 from flows.transform import transform
 
-DAY_MS = 86_400_000
 # Window sizes that keep each answer near what CoinCap gives without start/end
 # (720 hourly points = 30 days in the recorded body): m5 288 points, h1 720, d1 365.
 WINDOW_DAYS = {"m5": 1, "h1": 30, "d1": 365}
-REPLAY_YEAR = (1609459200000, 1640995200000)  # 2021-01-01 .. 2022-01-01 UTC
 
 
 def history_windows(start_ms: int, end_ms: int, interval: str) -> list[tuple[int, int]]:
@@ -65,7 +66,7 @@ class RateLimiter:
 
     def __init__(
         self,
-        per_minute: int,
+        per_minute: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -122,7 +123,7 @@ class Progress:
         with self._lock:
             self.done += 1
             percent = 100.0 * self.done / max(self.total, 1)
-            update_progress_artifact(artifact_id=self._artifact, progress=percent)
+            update_progress_artifact(artifact_id=cast(UUID, self._artifact), progress=percent)
             if self._tty:
                 bar = "#" * int(percent // 4)
                 sys.stderr.write(f"\rbackfill [{bar:<25}] {self.done}/{self.total} windows")
@@ -141,27 +142,24 @@ def backfill(
 ) -> BackfillResult:
     """Fetch history windows into the lake, then load and build as a pipeline tick does."""
     logger = get_run_logger()
-    settings = with_block_secrets(get_settings())
-    target = resolve_target(settings)
-    lake: Lake = target.lake
-    source = settings.effective_source
-    check_source_fits_lake(settings, lake)
-    if source == "replay":
-        logger.warning("Backfilling from the REPLAY of 2021 data (no CoinCap API key is set).")
-    default_start, default_end = (
-        REPLAY_YEAR if source == "replay" else (int(time.time() * 1000) - 365 * DAY_MS, None)
-    )
+    settings = get_settings()
+    source = resolve_source(settings)
+    lake: Lake = resolve_target(settings).lake
+    source.check_fits(lake)
+    if not source.live:
+        logger.warning("Backfilling from the %s (no CoinCap API key is set).", source.label)
+    default_start, default_end = source.history_window(int(time.time() * 1000))
     start_ms = parse_day(start) if start else default_start
-    end_ms = parse_day(end) if end else (default_end or int(time.time() * 1000))
+    end_ms = parse_day(end) if end else default_end
     result = BackfillResult()
 
     with (
-        coincap_endpoint(settings, lake) as base_url,
-        coincap_client(settings, base_url) as client,
+        source.endpoint(lake) as base_url,
+        source.client(base_url) as client,
     ):
         coin_ids = coins or top_coins(client, top)
         keys = [
-            HistoryKey(source, interval, coin_id, window_start, window_end)
+            HistoryKey(source.name, interval, coin_id, window_start, window_end)
             for coin_id in coin_ids
             for window_start, window_end in history_windows(start_ms, end_ms, interval)
         ]
@@ -177,10 +175,7 @@ def backfill(
             len(pending),
         )
         progress = Progress(len(pending), f"backfill {interval} of {len(coin_ids)} coin(s)")
-        # CoinCap's limits are CoinCap's: the replay server on 127.0.0.1 is not throttled.
-        limiter = RateLimiter(
-            settings.backfill_requests_per_minute if source == "coincap" else 10**6
-        )
+        limiter = RateLimiter(source.requests_per_minute)
 
         def fetch(key: HistoryKey) -> int:
             limiter.acquire()
@@ -190,7 +185,7 @@ def backfill(
             except InvalidSnapshot as exc:
                 # a dead letter of the window: kept with why, not marked done, reported
                 lake.quarantine(
-                    source,
+                    source.name,
                     raw,
                     exc.reason,
                     kind="history",

@@ -14,30 +14,26 @@ import argparse
 
 from prefect import flow, get_run_logger
 
-from flows.cli import finish
-from flows.locking import exclusive_run
-from flows.settings import (
+from flows.adapters.targets import Target, resolve_target
+from flows.core.loading import LoadResult, VerifyReport, load_pending, verify_lake
+from flows.core.settings import (
     MAINTENANCE_TIMEOUT_SECONDS,
     get_settings,
 )
-from flows.steps import warehouse_step
-from flows.targets import Target, resolve_target
-from flows.warehouse import LoadResult, VerifyReport, load_pending, verify_lake
+from flows.runtime.cli import finish
+from flows.runtime.locking import exclusive_run
+from flows.runtime.steps import warehouse_step
 
 
 @warehouse_step
-def load_lake_files(target: Target, reload: bool = False) -> LoadResult:
-    """Retried: a bad file cannot fail it (it is dead-lettered), a busy warehouse can."""
+def load_pending_files(target: Target, reload: bool = False) -> LoadResult:
+    """Catch the warehouse up with the lake (in the `load` or `pipeline` flow). Retried: a
+    bad file cannot fail it (it is dead-lettered), a busy warehouse can."""
+    logger = get_run_logger()
     with target.open_warehouse() as warehouse:
         if reload:
             warehouse.forget_loads()
-        return load_pending(target.lake, warehouse)
-
-
-def load_lake(target: Target, reload: bool = False) -> LoadResult:
-    """Catch the warehouse up with the lake (inside the `load` or `pipeline` flow)."""
-    logger = get_run_logger()
-    result = load_lake_files(target, reload)
+        result = load_pending(target.lake, warehouse)
     logger.info(
         "Loaded %d rows from %d new lake file(s); %d file(s) were already loaded.",
         result.rows_loaded,
@@ -95,7 +91,7 @@ def load(reload: bool = False, verify: bool = False) -> LoadResult | VerifyRepor
     target = resolve_target(settings)
     with exclusive_run(settings.pipeline_lock_path, timeout_seconds=settings.lock_timeout_seconds):
         if not verify:
-            return load_lake(target, reload)
+            return load_pending_files(target, reload)
         report = verify_lake_files(target)
     for line in describe(report):
         get_run_logger().info(line)

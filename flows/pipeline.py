@@ -17,19 +17,20 @@ from dataclasses import dataclass
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.cli import finish
-from flows.extract import ExtractResult, extract_snapshot
-from flows.load import load_lake
-from flows.locking import exclusive_run
-from flows.settings import (
+from flows.adapters.source import resolve_source
+from flows.adapters.targets import Target, resolve_target
+from flows.core.loading import HistoryReport, LoadResult
+from flows.core.settings import (
     DEAD_LETTER_EVENT,
     TICK_TIMEOUT_SECONDS,
     get_settings,
 )
-from flows.steps import warehouse_step
-from flows.targets import Target, resolve_target, with_block_secrets
+from flows.extract import ExtractResult, extract_snapshot
+from flows.load import load_pending_files
+from flows.runtime.cli import finish
+from flows.runtime.locking import exclusive_run
+from flows.runtime.steps import warehouse_step
 from flows.transform import TransformResult, build_and_publish
-from flows.warehouse import HistoryReport, LoadResult
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def movers_table(report: HistoryReport) -> list[dict[str, object]]:
                     "rank": mover["rank"],
                     "coin": f"{mover['name']} ({mover['symbol']})",
                     "price_usd": f"{mover['price_usd']:.6g}",
-                    "change_24h_pct": round(float(mover["change_24h_pct"]), 2),
+                    "change_24h_pct": round(float(str(mover["change_24h_pct"])), 2),
                     "volume_usd_24h": f"{mover['volume_usd_24hr'] or 0:,.0f}",
                 }
             )
@@ -129,12 +130,13 @@ def announce_dead_letters(result: PipelineResult) -> None:
 @flow(name="pipeline", timeout_seconds=TICK_TIMEOUT_SECONDS)
 def pipeline(asset_limit: int | None = None, full_refresh: bool = False) -> PipelineResult:
     """One tick: fetch a snapshot into the lake, load what is pending, build the models.
-    `full_refresh` rebuilds every model from raw (what the seed system did on every run;
+    `full_refresh` rebuilds every model from raw (what the system we replaced did on every run;
     after a model change, or to compare, as bench/ does). A run lasts at most
     TICK_TIMEOUT_SECONDS; a lake file or rows a stage refuses are dead letters (moved to
     quarantine, on the health page, an event for the alert automation) and never fail it."""
     logger = get_run_logger()
-    settings = with_block_secrets(get_settings())
+    settings = get_settings()
+    source = resolve_source(settings)
     target = resolve_target(settings)
     seconds: dict[str, float] = {}
     # The snapshot is taken under the lake's lock only, so a long audit or a busy warehouse
@@ -142,7 +144,7 @@ def pipeline(asset_limit: int | None = None, full_refresh: bool = False) -> Pipe
     started = time.perf_counter()
     try:
         with exclusive_run(settings.lake_lock_path, timeout_seconds=settings.lock_timeout_seconds):
-            extracted: ExtractResult | None = extract_snapshot(settings, target.lake, asset_limit)
+            extracted: ExtractResult | None = extract_snapshot(source, target.lake, asset_limit)
         extract_error: Exception | None = None
     except Exception as exc:  # load and transform still catch up; re-raised below
         extracted, extract_error = None, exc
@@ -153,7 +155,7 @@ def pipeline(asset_limit: int | None = None, full_refresh: bool = False) -> Pipe
         if waited > 1:
             logger.info("Waited %.1fs for the warehouse (another run or the audit).", waited)
         started = time.perf_counter()
-        loaded = load_lake(target)
+        loaded = load_pending_files(target)
         seconds["load"] = time.perf_counter() - started
         started = time.perf_counter()
         transformed = build_and_publish(settings, target, full_refresh)

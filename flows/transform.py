@@ -2,9 +2,10 @@
 
     python -m flows.transform [--full-refresh]
 
-dbt runs in this process from a manifest parsed once per process (flows/dbt_build.py), as one
-Prefect task that logs every node as it finishes and leaves a table artifact of the node
-results, so the Prefect UI still shows the whole dbt run without one task per node.
+dbt runs in this process from a manifest parsed once per process
+(flows/adapters/dbt_runner.py), as one Prefect task that logs every node as it finishes and
+leaves a table artifact of the node results, so the Prefect UI still shows the whole dbt
+run without one task per node.
 
 The tests of a build look at the rows loaded since the last passing build (by load
 sequence), so one old row cannot fail every later build. The staging gate stores its failing
@@ -19,38 +20,27 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from flows.cli import finish
-from flows.dbt_build import DbtBuild, WarmDbt
-from flows.lake import source_of
-from flows.locking import exclusive_run
-from flows.serving import PublishResult
-from flows.settings import (
+from flows.adapters.dbt_runner import DbtBuild, warm_dbt
+from flows.adapters.serving import PublishResult
+from flows.adapters.targets import Target, resolve_target
+from flows.core.lake_layout import source_of
+from flows.core.loading import BuildScope, DbtNodeResult, DeadLetter
+from flows.core.settings import (
     MAINTENANCE_TIMEOUT_SECONDS,
     Settings,
     get_settings,
 )
-from flows.steps import dbt_step, warehouse_step
-from flows.targets import Target, resolve_target
-from flows.warehouse import BuildScope, DbtNodeResult, DeadLetter
+from flows.runtime.cli import finish
+from flows.runtime.locking import exclusive_run
+from flows.runtime.steps import dbt_step, warehouse_step
 
 
 class DbtBuildFailed(RuntimeError):
     """A model or a data test failed; the results are recorded for the health page."""
-
-
-_warm: dict[tuple[str, str], WarmDbt] = {}  # one parsed project per process and target
-
-
-def warm_dbt(target: Target, project_dir: str) -> WarmDbt:
-    key = (project_dir, target.name)
-    if key not in _warm:
-        _warm[key] = WarmDbt(Path(project_dir), release=target.release_dbt)
-    return _warm[key]
 
 
 @warehouse_step
@@ -102,10 +92,10 @@ def dbt_build(
 
 
 @warehouse_step
-def publish_for_readers(target: Target, full: bool, ops_only: bool = False) -> PublishResult | None:
-    """Make the new models visible to the app (see flows/serving.py); `ops_only` after a
+def publish(target: Target, full: bool, ops_only: bool = False) -> PublishResult | None:
+    """Make the new models visible to the app (see flows/adapters/serving.py); `ops_only` after a
     failed build: the health page learns of it, the models stay as last published."""
-    return target.publish(full, ops_only)
+    return target.publish(full=full, ops_only=ops_only)
 
 
 def gate_failures(build: DbtBuild) -> list[DbtNodeResult] | None:
@@ -144,6 +134,8 @@ def dead_letter_gate_failures(
 @warehouse_step
 def apply_retention(target: Target, days: int) -> int:
     with target.open_warehouse() as warehouse:
+        if not warehouse.supports_retention:
+            raise ValueError(f"the {target.name} warehouse keeps every fact (no retention)")
         return warehouse.apply_retention(days)
 
 
@@ -188,7 +180,7 @@ def build_and_publish(settings: Settings, target: Target, full_refresh: bool) ->
             build = dbt_build(target, project, full_refresh, scope.after_seq)
     record_dbt_results(target, build.nodes, scope)
     if not build.success:
-        publish_for_readers(target, False, ops_only=True)
+        publish(target, False, ops_only=True)
         raise DbtBuildFailed(f"dbt build failed: {build.failed or build.error}")
     if settings.facts_retention_days:
         dropped = apply_retention(target, settings.facts_retention_days)
@@ -197,7 +189,7 @@ def build_and_publish(settings: Settings, target: Target, full_refresh: bool) ->
             dropped,
             settings.facts_retention_days,
         )
-    published = publish_for_readers(target, full_refresh)
+    published = publish(target, full_refresh)
     logger.info(
         "dbt build: %d models built, %d tests passed in %.2fs.",
         build.models_built,

@@ -4,6 +4,8 @@ so each is unit-tested on its own. Data arrive already aggregated to the range's
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import pandas as pd
 
@@ -75,9 +77,9 @@ def market_cap_volume_chart(series: pd.DataFrame) -> alt.LayerChart:
 
 
 def rank_chart(series: pd.DataFrame, color_by: str | None = None) -> alt.Chart:
-    """Rank over time, rank 1 at the top (the seed system never showed this)."""
+    """Rank over time, rank 1 at the top (the dashboard this app replaces never showed it)."""
     frame = _checked(series)
-    encoding = {
+    encoding: dict[str, Any] = {
         "x": _time_axis(),
         "y": alt.Y(
             "rank:Q",
@@ -95,7 +97,7 @@ def rank_chart(series: pd.DataFrame, color_by: str | None = None) -> alt.Chart:
     return mark.encode(color=alt.value(NEUTRAL), **encoding)
 
 
-def returns_chart(series: pd.DataFrame) -> alt.Chart:
+def returns_chart(series: pd.DataFrame) -> alt.LayerChart:
     """Each coin's % return from the start of the range, on one axis."""
     frame = _checked(series)
     lines = (
@@ -121,7 +123,7 @@ def returns_chart(series: pd.DataFrame) -> alt.Chart:
 
 
 def most_traded_chart(frame: pd.DataFrame) -> alt.Chart:
-    """Horizontal bars of 24h volume, largest on top (the seed's 'most traded tokens')."""
+    """Horizontal bars of 24h volume, largest on top (the old dashboard's 'most traded')."""
     data = _checked(frame).assign(coin=lambda f: f["name"] + " (" + f["symbol"] + ")")
     return (
         alt.Chart(data, title="Most traded by 24h volume")

@@ -1,7 +1,7 @@
 """Every query the app runs, in one place.
 
 - Reads the prod models only (never raw), through the target's reader: the published
-  serving copy on the local target (see flows/serving.py).
+  serving copy on the local target (see flows/adapters/serving.py).
 - User input only ever travels as bound `$parameters`; the few things that shape SQL
   (sort column, range) come from fixed whitelists below, never from free text.
 - Results are cached for `CACHE_TTL_SECONDS` (a minute: a fifth of the 5-minute schedule),
@@ -21,9 +21,10 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from flows.serving import NoDataYet, Reader
-from flows.settings import Settings, get_settings
-from flows.targets import open_app_reader
+from flows.adapters.app_reader import open_app_reader
+from flows.adapters.serving import NoDataYet, Reader
+from flows.core.queries import movers_sql
+from flows.core.settings import Settings, get_settings
 
 # A fifth of the 5-minute schedule by default: new snapshots show within a minute.
 CACHE_TTL_SECONDS = get_settings().app_cache_ttl_seconds
@@ -182,19 +183,8 @@ def ranking(
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def movers(direction: Literal["gainers", "losers"], limit: int = 10) -> pd.DataFrame:
-    """Top 24h gainers or losers: our own 24h change, CoinCap's where we lack history."""
-    order = "desc" if direction == "gainers" else "asc"
-    return _query(
-        f"""
-        select rank, name, symbol, price_usd,
-               coalesce(change_24h_pct, api_change_24h_pct) as change_24h_pct, volume_usd_24hr
-        from prod.mart_latest_ranking
-        where coalesce(change_24h_pct, api_change_24h_pct) is not null
-        order by coalesce(change_24h_pct, api_change_24h_pct) {order}, rank
-        limit $limit
-        """,
-        limit=int(limit),
-    )
+    """Top 24h gainers or losers (the same query as the pipeline's run summary)."""
+    return _query(movers_sql(direction), limit=int(limit))
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import streamlit as st
@@ -105,4 +105,4 @@ def pick_range(default: data.Range) -> data.Range:
     )
     chosen = chosen or default
     st.query_params["range"] = chosen
-    return chosen
+    return cast(data.Range, chosen)

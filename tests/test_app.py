@@ -11,10 +11,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from flows.settings import Settings
+from flows.core.settings import Settings
 from streamlit_app import ui
+from testkit.pipeline import replay_bodies, tick
 from tests.conftest import RECORDED_TIMESTAMP, body_variant
-from tests.helpers import replay_bodies, tick
+
+pytestmark = pytest.mark.integration
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app" / "app.py")
 REPLAY_DAYS = 9

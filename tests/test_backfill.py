@@ -11,10 +11,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from flows.adapters.lake import Lake
 from flows.backfill import DAY_MS, RateLimiter, backfill, history_windows, parse_day
-from flows.lake import Lake
-from flows.settings import Settings
+from flows.core.settings import Settings
 from tests.conftest import FIXTURES
+
+pytestmark = pytest.mark.unit
 
 HOUR_MS = 3_600_000
 RECORDED_HISTORY = FIXTURES / "coincap" / "v2_bitcoin_history_h1_2023-03-03.json"
@@ -174,7 +176,7 @@ def test_replay_backfill_gives_a_year_of_daily_history_next_to_snapshots(
 
 
 def test_coin_ids_cannot_escape_the_lake(tmp_path: Path) -> None:
-    from flows.lake import HistoryKey, history_path
+    from flows.core.lake_layout import HistoryKey, history_path
 
     with pytest.raises(ValueError, match="unusable coin id"):
         history_path(HistoryKey("coincap", "d1", "../../etc", 0, 1))

@@ -15,11 +15,19 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from flows.bigquery import ASSETS, HISTORY, BigQueryWarehouse, load_job_id, table_definition
-from flows.lake import Lake
-from flows.settings import Settings
-from flows.warehouse import load_pending
+from flows.adapters.bigquery import (
+    ASSETS,
+    HISTORY,
+    BigQueryDatasets,
+    load_job_id,
+    table_definition,
+)
+from flows.adapters.lake import Lake
+from flows.core.loading import load_pending
+from flows.core.settings import Settings
 from tests.conftest import FIXTURES, RECORDED_TIMESTAMP, Emulator, body_variant
+
+pytestmark = pytest.mark.e2e
 
 LOCATION = "europe-west6"
 
@@ -32,7 +40,7 @@ def lake(gcs_emulator: Emulator) -> Lake:
 
 
 @pytest.fixture
-def warehouse(bigquery_emulator: Emulator, lake: Lake) -> Iterator[BigQueryWarehouse]:
+def warehouse(bigquery_emulator: Emulator, lake: Lake) -> Iterator[BigQueryDatasets]:
     client = bigquery.Client(
         project="cryptolytics-test",
         credentials=AnonymousCredentials(),
@@ -40,13 +48,13 @@ def warehouse(bigquery_emulator: Emulator, lake: Lake) -> Iterator[BigQueryWareh
         location=LOCATION,
     )
     suffix = uuid.uuid4().hex[:8]
-    with BigQueryWarehouse(
+    with BigQueryDatasets(
         client, lake, raw_dataset=f"stg_{suffix}", prod_dataset=f"prod_{suffix}", location=LOCATION
     ) as warehouse:
         yield warehouse
 
 
-def counts(warehouse: BigQueryWarehouse) -> tuple[int, int, int]:
+def counts(warehouse: BigQueryDatasets) -> tuple[int, int, int]:
     (row,) = warehouse._query(
         f"select count(*) as n, count(distinct concat(id, '@', cast(snapshot_at as string))) as d,"
         f" (select count(*) from `{warehouse.raw}.lake_files`) as files"
@@ -62,7 +70,7 @@ def land(lake: Lake, recorded_assets: bytes, minutes: list[int]) -> None:
 
 
 def test_load_jobs_from_gcs_load_each_file_exactly_once(
-    warehouse: BigQueryWarehouse, lake: Lake, recorded_assets: bytes
+    warehouse: BigQueryDatasets, lake: Lake, recorded_assets: bytes
 ) -> None:
     land(lake, recorded_assets, [0, 5, 10])
     first = load_pending(lake, warehouse)
@@ -80,7 +88,7 @@ def test_load_jobs_from_gcs_load_each_file_exactly_once(
 
 
 def test_a_crash_between_load_job_and_manifest_is_repaired_without_duplicates(
-    warehouse: BigQueryWarehouse, lake: Lake, recorded_assets: bytes
+    warehouse: BigQueryDatasets, lake: Lake, recorded_assets: bytes
 ) -> None:
     land(lake, recorded_assets, [0, 5])
     load_pending(lake, warehouse)
@@ -120,7 +128,7 @@ def test_facts_coins_is_partitioned_clustered_and_merged_recent_only_on_bigquery
     """The emulator drops partitioning, so check what dbt would send: the parsed config."""
     from dbt.cli.main import dbtRunner
 
-    from flows.settings import PROJECT_ROOT
+    from flows.core.settings import PROJECT_ROOT
 
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     project = str(PROJECT_ROOT / "dbt")
@@ -154,10 +162,10 @@ def test_every_app_query_translates_to_bigquery_sql(
     checked here for what BigQuery lacks."""
     import streamlit as st
 
-    from bench.app_queries import page_queries
-    from flows.bigquery import to_bigquery_sql
-    from flows.serving import ServingReader
-    from tests.helpers import replay_bodies, tick
+    from flows.adapters.bigquery import to_bigquery_sql
+    from flows.adapters.serving import ServingReader
+    from testkit.pages import page_queries
+    from testkit.pipeline import replay_bodies, tick
 
     tick(Settings(), [("replay", ts, body) for ts, body in replay_bodies(2, limit=50)])
     seen: list[str] = []
@@ -186,11 +194,11 @@ def test_every_app_query_translates_to_bigquery_sql(
 
 
 def test_history_windows_load_once_across_their_partitions(
-    warehouse: BigQueryWarehouse, lake: Lake
+    warehouse: BigQueryDatasets, lake: Lake
 ) -> None:
     """A real recorded month of hourly bitcoin history (720 points over two monthly
     partitions), loaded twice: once."""
-    from flows.lake import HistoryKey
+    from flows.core.lake_layout import HistoryKey
 
     raw = (FIXTURES / "coincap" / "v2_bitcoin_history_h1_2023-03-03.json").read_bytes()
     key = HistoryKey("coincap", "h1", "bitcoin", 1675263600000, 1677852000001)

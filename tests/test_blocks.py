@@ -13,13 +13,16 @@ import pytest
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
-from prefect_gcp import GcpCredentials, GcsBucket
-from prefect_gcp.bigquery import BigQueryWarehouse
+from prefect_gcp import GcpCredentials
 
-from blocks.gcp import COINCAP_API_KEY, GCP_CREDENTIALS, LAKE_BUCKET, WAREHOUSE, lake_location
-from flows.settings import PROJECT_ROOT, Settings
+from blocks.gcp import lake_location
+from flows.core.settings import COINCAP_API_KEY_BLOCK, GCP_CREDENTIALS_BLOCK, PROJECT_ROOT, Settings
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.prefect,
+    pytest.mark.usefixtures("prefect_server"),
+]
 
 
 def throwaway_private_key() -> str:
@@ -76,10 +79,8 @@ def test_cloud_blocks_register_idempotently_without_printing_secrets(
     }
     first = register(env)
     block_types = {
-        GCP_CREDENTIALS: "gcp-credentials",
-        LAKE_BUCKET: "gcs-bucket",
-        WAREHOUSE: "bigquery-warehouse",
-        COINCAP_API_KEY: "secret",
+        GCP_CREDENTIALS_BLOCK: "gcp-credentials",
+        COINCAP_API_KEY_BLOCK: "secret",
     }
     with get_client(sync_client=True) as client:
         ids = {
@@ -92,18 +93,15 @@ def test_cloud_blocks_register_idempotently_without_printing_secrets(
     assert after == ids  # updated in place, not doubled
 
     for output in (first, second):
-        assert f"block {LAKE_BUCKET}: saved (gs://cryptolytics-test-lake/lake)" in output
+        assert f"block {GCP_CREDENTIALS_BLOCK}: saved" in output
         assert "service-account key" in output
         assert key_body not in output and "SECRET-99" not in output
 
-    gcp = GcpCredentials.load(GCP_CREDENTIALS)
+    gcp = GcpCredentials.load(GCP_CREDENTIALS_BLOCK)
     assert gcp.project == "cryptolytics-test"
     assert key_body not in str(gcp) and key_body not in gcp.model_dump_json()  # masked
     assert gcp.service_account_info.get_secret_value()["private_key"] == private_key
-    bucket = GcsBucket.load(LAKE_BUCKET)
-    assert (bucket.bucket, bucket.bucket_folder) == ("cryptolytics-test-lake", "lake/")
-    assert BigQueryWarehouse.load(WAREHOUSE).gcp_credentials.project == "cryptolytics-test"
-    assert Secret.load(COINCAP_API_KEY).get() == "sk-coincap-SECRET-99"
+    assert Secret.load(COINCAP_API_KEY_BLOCK).get() == "sk-coincap-SECRET-99"
 
 
 def test_the_lake_url_must_name_a_bucket() -> None:

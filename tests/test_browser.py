@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.settings import PROJECT_ROOT, Settings
-from flows.stack import streamlit_command
-from tests.helpers import replay_bodies, tick
+from flows.core.settings import PROJECT_ROOT, Settings
+from flows.runtime.stack import streamlit_command
+from testkit.pipeline import replay_bodies, tick
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
@@ -32,7 +32,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 def free_port() -> int:

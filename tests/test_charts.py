@@ -8,6 +8,8 @@ import pytest
 
 from streamlit_app import charts
 
+pytestmark = pytest.mark.unit
+
 
 def series(points: int, start_price: float = 100.0, step: float = 1.0) -> pd.DataFrame:
     return pd.DataFrame(

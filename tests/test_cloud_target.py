@@ -16,14 +16,14 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from pytest_httpserver import HTTPServer
 
+from flows.core.settings import Settings
 from flows.load import load
 from flows.pipeline import pipeline
-from flows.settings import Settings
 from tests.conftest import Emulator, body_variant
 from tests.helpers import assert_app_stands_alone
 from tests.test_pipeline_flow import replay_day_sizes
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
+pytestmark = [pytest.mark.e2e, pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
 
 PROJECT = "cryptolytics-test"
 ASSETS = 300
@@ -99,8 +99,8 @@ def test_the_pipeline_runs_on_gcs_and_bigquery(cloud: bigquery.Client) -> None:
     # the app's data module, unchanged, reads the marts through the cloud target's reader
     import streamlit as st
 
-    from bench.app_queries import page_queries
     from streamlit_app import data
+    from testkit.pages import page_queries
 
     st.cache_data.clear()
     try:
@@ -135,7 +135,7 @@ def test_on_the_cloud_target_the_api_key_comes_from_its_secret_block(
     from prefect.blocks.system import Secret
     from prefect.client.orchestration import get_client
 
-    from blocks.gcp import COINCAP_API_KEY
+    from flows.core.settings import COINCAP_API_KEY_BLOCK as COINCAP_API_KEY
 
     secret = "sk-from-the-block-7"
     Secret(value=secret).save(COINCAP_API_KEY, overwrite=True)

@@ -10,7 +10,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from flows.coincap import (
+from flows.adapters.coincap import (
     CoinCapAuthError,
     CoinCapClient,
     CoinCapError,
@@ -18,7 +18,9 @@ from flows.coincap import (
     CoinCapUnavailable,
     combine_pages,
 )
-from flows.snapshot import parse_snapshot
+from flows.core.snapshot import parse_snapshot
+
+pytestmark = pytest.mark.unit
 
 V2_SHUTDOWN = json.dumps(
     {"data": {"message": "We have deprecated the v2 API. Please use the v3 API at pro.coincap.io"}}

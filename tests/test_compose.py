@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 
-from flows.settings import PROJECT_ROOT, Settings
+from flows.core.settings import PROJECT_ROOT, Settings
+
+pytestmark = pytest.mark.unit
 
 COMPOSE_TEXT = (PROJECT_ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
@@ -133,3 +136,25 @@ def test_the_image_has_what_the_services_run_and_code_is_not_the_users() -> None
     assert "chown -R" not in DOCKERFILE and "chown cryptolytics /app" not in DOCKERFILE
     chowned = re.search(r"chown cryptolytics (.+)", DOCKERFILE)
     assert chowned and set(chowned[1].split()) == {"/data", "/serving", "/prefect"}
+
+
+def test_streamlit_is_configured_in_one_file_every_start_reads() -> None:
+    """.streamlit/config.toml holds the app's server settings; `make app`, `make up`, the
+    browser tests and the compose service start Streamlit from the project folder without
+    repeating them (compose sets only its container's listen address)."""
+    import tomllib
+
+    config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["headless"] is True and config["server"]["address"] == "127.0.0.1"
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["client"]["showErrorDetails"] == "none"
+    starts = {
+        "Makefile": (PROJECT_ROOT / "Makefile").read_text(),
+        "docker-compose.yml": " ".join(SERVICES["app"]["command"]),
+        "flows/runtime/stack.py": (PROJECT_ROOT / "flows" / "runtime" / "stack.py").read_text(),
+    }
+    for where, text in starts.items():
+        for flag in ("--server.headless", "--server.address", "--browser.", "--client."):
+            assert flag not in text, f"{where} repeats {flag}"
+    assert SERVICES["app"]["environment"]["STREAMLIT_SERVER_ADDRESS"] == "0.0.0.0"
+    assert re.search(r"^COPY \.streamlit \./\.streamlit$", DOCKERFILE, flags=re.MULTILINE)

@@ -6,10 +6,14 @@ import os
 import shutil
 from pathlib import Path
 
-from flows.dbt_build import WarmDbt
-from flows.settings import PROJECT_ROOT, Settings
-from flows.targets import resolve_target
-from flows.warehouse import DuckDBWarehouse
+import pytest
+
+from flows.adapters.dbt_runner import WarmDbt
+from flows.adapters.duckdb_warehouse import DuckDBWarehouse
+from flows.adapters.targets import resolve_target
+from flows.core.settings import PROJECT_ROOT, Settings
+
+pytestmark = pytest.mark.integration
 
 
 def test_the_manifest_is_reused_until_a_project_file_changes(

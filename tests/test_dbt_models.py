@@ -3,43 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import duckdb
 import pytest
 
-from flows.lake import Lake
-from flows.settings import Settings
-from flows.warehouse import DuckDBWarehouse, load_pending
+from flows.adapters.duckdb_warehouse import DuckDBWarehouse
+from flows.adapters.lake import Lake
+from flows.core.loading import load_pending
+from flows.core.settings import PROJECT_ROOT, Settings
+from testkit.pipeline import run_dbt
 from tests.conftest import RECORDED_TIMESTAMP, body_variant
-from tests.helpers import run_dbt
+
+pytestmark = pytest.mark.integration
 
 MINUTE = 60_000
-SEED_STG_COLUMNS = {
-    "coin_id",
-    "snapshot_at",
-    "rank",
-    "symbol",
-    "name",
-    "supply",
-    "max_supply",
-    "market_cap_usd",
-    "volume_usd_24hr",
-    "price_usd",
-    "change_percent_24hr",
-    "vwap_24hr",
-    "explorer",
-}
-SEED_DIM_COLUMNS = ["coin_id", "name", "symbol", "explorer", "supply", "max_supply"]
-SEED_FACT_COLUMNS = [
-    "coin_id",
-    "name",
-    "rank",
-    "price_usd",
-    "change_percent_24hr",
-    "market_cap_usd",
-    "volume_usd_24hr",
-    "vwap_24hr",
-]
 
 
 def land(
@@ -69,15 +48,47 @@ def columns(settings: Settings, relation: str) -> list[str]:
         return [c[0] for c in con.execute(f"select * from {relation} limit 0").description]
 
 
-def test_build_keeps_the_seed_contract_and_the_whole_history(
+def contract_columns() -> dict[str, list[str]]:
+    """The models with an enforced dbt contract and its columns, from the project's YAML."""
+    import yaml
+
+    found = {}
+    for path in (PROJECT_ROOT / "dbt" / "models").rglob("*.yml"):
+        for model in yaml.safe_load(path.read_text()).get("models", []):
+            if model.get("config", {}).get("contract", {}).get("enforced"):
+                found[model["name"]] = [column["name"] for column in model["columns"]]
+    return found
+
+
+def test_a_model_that_breaks_its_contract_fails_the_build(
+    settings: Settings, recorded_assets: bytes, tmp_path: Path
+) -> None:
+    """A change to facts_coins' SQL that retypes a column the app reads is a failed build,
+    not a silently different table."""
+    project = tmp_path / "dbt"
+    shutil.copytree(PROJECT_ROOT / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
+    model = project / "models" / "marts" / "facts_coins.sql"
+    model.write_text(
+        model.read_text().replace("        rank,\n", "        cast(rank as varchar) as rank,\n")
+    )
+    land(settings, recorded_assets, [0])
+    with pytest.raises(AssertionError, match="contract"):
+        run_dbt(settings, "build", project_dir=project)
+
+
+def test_build_keeps_the_contracts_and_the_whole_history(
     settings: Settings, recorded_assets: bytes
 ) -> None:
     land(settings, recorded_assets, [0, 5, 10])
     run_dbt(settings, "build")
 
-    assert set(columns(settings, "staging.stg_coinsdata")) >= SEED_STG_COLUMNS
-    assert columns(settings, "prod.dim_coins")[:6] == SEED_DIM_COLUMNS
-    assert columns(settings, "prod.facts_coins")[:8] == SEED_FACT_COLUMNS
+    # the contract models hold exactly their contracts' columns, in order (dbt enforces the
+    # names and types; the replaced system's columns come first in each contract)
+    contracts = contract_columns()
+    assert set(contracts) == {"stg_coinsdata", "dim_coins", "facts_coins"}
+    assert columns(settings, "staging.stg_coinsdata") == contracts["stg_coinsdata"]
+    assert columns(settings, "prod.dim_coins") == contracts["dim_coins"]
+    assert columns(settings, "prod.facts_coins") == contracts["facts_coins"]
     assert query(
         settings, "select count(*), count(distinct snapshot_at) from prod.facts_coins"
     ) == [(300, 3)]
@@ -165,7 +176,7 @@ def test_a_duplicate_loaded_late_fails_the_build(
             "from raw.coincap_assets where id = 'bitcoin' and snapshot_at = "
             "(select min(snapshot_at) from raw.coincap_assets)"
         )
-    with pytest.raises(AssertionError, match="unique_combination_of_columns_stg_coinsdata"):
+    with pytest.raises(AssertionError, match="no_duplicate_keys_stg_coinsdata"):
         run_dbt(settings, "build")
 
 
@@ -176,9 +187,9 @@ def test_the_health_page_judges_freshness_by_dbt_source_freshness(
     on the same data must reach the same verdict at each age."""
     from dbt.cli.main import dbtRunner
 
-    from flows.dbt_build import dbt_environment
-    from flows.settings import PROJECT_ROOT
-    from flows.targets import resolve_target
+    from flows.adapters.dbt_runner import dbt_environment
+    from flows.adapters.targets import resolve_target
+    from flows.core.settings import PROJECT_ROOT
     from streamlit_app.data import source_freshness_rule
 
     land(settings, recorded_assets, [0])

@@ -22,9 +22,9 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelling
 
-from flows.settings import PROJECT_ROOT, Settings
+from flows.core.settings import PROJECT_ROOT, Settings
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
+pytestmark = [pytest.mark.e2e, pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
 
 
 def prefect_cli(*args: str, timeout: float = 300) -> str:
@@ -124,7 +124,10 @@ def launchers() -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"flows.warm_launch" in (proc / "cmdline").read_bytes():
+            if (
+                proc.name.isdigit()
+                and b"flows.runtime.warm_launch" in (proc / "cmdline").read_bytes()
+            ):
                 found.append(int(proc.name))
         except OSError:
             continue
@@ -167,7 +170,7 @@ def start_warm_probe(tmp_path: Path) -> tuple[FlowRun, int]:
     run = run_deployment("warm-probe/probe", parameters={"pid_file": str(pid_file)}, timeout=0)
     wait_for(pid_file.exists)
     pid = int(pid_file.read_text())
-    assert "flows.warm_server" in parent_command(pid)
+    assert "flows.runtime.warm_server" in parent_command(pid)
     return run, pid
 
 

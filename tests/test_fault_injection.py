@@ -21,24 +21,12 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-from flows.settings import Settings
-from tests import crash_tick
-from tests.helpers import assert_warehouse_equals_lake
+from flows.core.settings import Settings
+from testkit import crash_tick
+from testkit.crash_tick import KILL_POINTS
+from testkit.pipeline import assert_warehouse_equals_lake
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
-
-# (stage, longest delay after entering it): long enough to land inside the stage, sometimes
-# just after it (after the lake write, between load and dbt, ...)
-KILL_POINTS = (
-    ("fetch", 0.03),
-    ("lake_write", 0.03),
-    ("load", 0.03),
-    ("dead_letter", 0.05),  # moving a broken 8 MB lake file to quarantine
-    ("dbt", 1.5),
-    ("publish", 0.2),
-    ("serving_rebuild", 0.3),  # rebuilding a damaged serving copy from the warehouse
-)
-KILLS_PER_STAGE = int(os.environ.get("CRYPTOLYTICS_KILLS_PER_STAGE", "10"))
+pytestmark = [pytest.mark.e2e, pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
 
 
 def forkserver(monkeypatch: pytest.MonkeyPatch) -> multiprocessing.context.ForkServerContext:
@@ -72,13 +60,14 @@ def tick_in_process(
 
 
 def test_sigkill_anywhere_in_a_tick_loses_nothing(
-    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kill_cycles: int
 ) -> None:
+    """`pytest --kill-cycles N`: N kills, spread evenly over the kill points (CI: all 70)."""
     env = tick_environment()
     context = forkserver(monkeypatch)
     stage_file = tmp_path / "stage"
     rng = random.Random(7)
-    plan = [point for point in KILL_POINTS for _ in range(KILLS_PER_STAGE)]
+    plan = [KILL_POINTS[n % len(KILL_POINTS)] for n in range(kill_cycles)]
     rng.shuffle(plan)
 
     exitcode, stage = tick_in_process(context, env, stage_file)  # a first whole tick
@@ -95,7 +84,7 @@ def test_sigkill_anywhere_in_a_tick_loses_nothing(
         snapshots = assert_warehouse_equals_lake(settings)
 
     # every kill point was exercised, and every surviving snapshot is in the warehouse
-    assert set(died_in) >= {stage for stage, _ in KILL_POINTS}, died_in
+    assert set(died_in) >= {stage for stage, _ in plan}, died_in
     assert snapshots >= len(plan)  # each normal run adds its snapshot
     print(f"{len(plan)} kills, died in: {dict(died_in)}; {snapshots} snapshots, all exact")
 

@@ -27,12 +27,17 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from flows.core.settings import Settings
 from flows.pipeline import pipeline
-from flows.settings import Settings
+from testkit.pipeline import assert_warehouse_equals_lake
 from tests.conftest import body_variant
-from tests.helpers import assert_warehouse_equals_lake, files_containing
+from tests.helpers import files_containing
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.prefect,
+    pytest.mark.usefixtures("prefect_server"),
+]
 
 CORPUS = Path(__file__).parent / "fixtures" / "hostile"
 CASES = {path.stem: json.loads(path.read_text()) for path in sorted(CORPUS.glob("*.json"))}

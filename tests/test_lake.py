@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.lake import Lake, snapshot_path
+from flows.adapters.lake import Lake
+from flows.core.lake_layout import snapshot_path
 from tests.conftest import RECORDED_TIMESTAMP, Emulator
+
+pytestmark = pytest.mark.unit
 
 
 def test_snapshot_lands_at_its_api_timestamp_partitioned_by_date(

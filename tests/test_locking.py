@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from flows.locking import PipelineBusy, exclusive_run
+from flows.runtime.locking import PipelineBusy, exclusive_run
+
+pytestmark = pytest.mark.unit
 
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from flows.locking import exclusive_run
+from flows.runtime.locking import exclusive_run
 with exclusive_run(Path(sys.argv[1]), timeout_seconds=5):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))

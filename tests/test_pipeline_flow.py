@@ -13,12 +13,16 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from pytest_httpserver import HTTPServer
 
+from flows.core.settings import PROJECT_ROOT, Settings
 from flows.pipeline import pipeline
 from flows.replay.dataset import ReplayDataset
-from flows.settings import PROJECT_ROOT, Settings
 from tests.conftest import body_variant
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.prefect,
+    pytest.mark.usefixtures("prefect_server"),
+]
 
 
 SNAPSHOT_COUNTS = "select count(*), count(distinct snapshot_at) from prod.facts_coins"

@@ -26,9 +26,9 @@ from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled
 from pytest_httpserver import HTTPServer
 
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.integration, pytest.mark.prefect]
 
 README = (PROJECT_ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```bash\n(.*?)```", README, flags=re.DOTALL)

@@ -18,11 +18,13 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from flows.lake import Lake
-from flows.serving import current_copy, publish
-from flows.settings import PROJECT_ROOT, Settings
+from flows.adapters.lake import Lake
+from flows.adapters.serving import current_copy, publish
+from flows.core.settings import PROJECT_ROOT, Settings
+from testkit.pipeline import assert_warehouse_equals_lake, replay_bodies, tick
 from tests.conftest import body_variant
-from tests.helpers import assert_warehouse_equals_lake, replay_bodies, tick
+
+pytestmark = pytest.mark.integration
 
 # One pipeline process whose wall clock is moved by argv[1] seconds (time-machine patches
 # Python's clocks in every thread; the monotonic clock, which bounds the waits, stays true).
@@ -162,8 +164,8 @@ def _lake_file_with_rows_an_old_loader_accepted(settings: Settings, raw_body: by
     behind. Loaded through the warehouse's own loader, past the parser."""
     import dataclasses
 
-    from flows.snapshot import parse_snapshot
-    from flows.warehouse import DuckDBWarehouse
+    from flows.adapters.duckdb_warehouse import DuckDBWarehouse
+    from flows.core.snapshot import parse_snapshot
 
     lake = Lake(settings.lake_url)
     body = json.loads(raw_body)
@@ -467,6 +469,6 @@ def test_a_copy_of_a_snapshot_under_another_name_is_refused_by_the_gate(
     assert state.is_completed(), state.message
     moved = state.result().transformed.dead_lettered
     assert list(moved) == [str(copy.relative_to(lake))]
-    assert "unique_combination_of_columns_stg_coinsdata" in moved[str(copy.relative_to(lake))]
+    assert "no_duplicate_keys_stg_coinsdata" in moved[str(copy.relative_to(lake))]
     assert original.exists() and not copy.exists()
     assert assert_warehouse_equals_lake(settings) == 2

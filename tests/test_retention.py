@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import duckdb
+import pytest
 
-from flows.lake import Lake
-from flows.settings import Settings
-from flows.warehouse import DuckDBWarehouse, load_pending
-from tests.helpers import replay_bodies, run_dbt, tick
+from flows.adapters.duckdb_warehouse import DuckDBWarehouse
+from flows.adapters.lake import Lake
+from flows.core.loading import load_pending
+from flows.core.settings import Settings
+from testkit.pipeline import replay_bodies, run_dbt, tick
+
+pytestmark = pytest.mark.integration
 
 ROLLUPS = (
     "select (select count(*) from prod.mart_coin_hourly), "

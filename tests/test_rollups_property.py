@@ -12,8 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.settings import Settings
-from tests.helpers import tick
+from flows.core.settings import Settings
+from testkit.pipeline import tick
+
+pytestmark = pytest.mark.integration
 
 START_MS = 1_742_083_200_000  # 2025-03-16 00:00 UTC
 STEP_MS = 300_000

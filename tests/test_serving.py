@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.serving import NoDataYet, ServingReader, current_copy, publish
-from flows.settings import PROJECT_ROOT, Settings
-from tests.helpers import assert_app_stands_alone, replay_bodies, run_dbt, tick
+from flows.adapters.serving import NoDataYet, ServingReader, current_copy, publish
+from flows.core.settings import PROJECT_ROOT, Settings
+from testkit.pipeline import replay_bodies, run_dbt, tick
+from tests.helpers import assert_app_stands_alone
+
+pytestmark = pytest.mark.integration
 
 
 def test_nothing_to_read_before_the_first_publish(settings: Settings) -> None:

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.snapshot import InvalidSnapshot, parse_history, parse_snapshot
+from flows.core.snapshot import InvalidSnapshot, parse_history, parse_snapshot
 from tests.conftest import RECORDED_TIMESTAMP
+
+pytestmark = pytest.mark.unit
 
 
 def test_recorded_body_parses_with_its_real_oddities(recorded_assets: bytes) -> None:

@@ -19,9 +19,9 @@ import duckdb
 import httpx
 import pytest
 
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.e2e, pytest.mark.prefect]
 
 
 def free_port() -> int:
@@ -90,7 +90,7 @@ def test_stack_runs_prefect_yaml_on_the_worker_and_stops_cleanly(
         [
             sys.executable,
             "-m",
-            "flows.stack",
+            "flows.runtime.stack",
             "--port",
             str(port),
             "--app-port",
@@ -151,7 +151,7 @@ def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> Non
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "flows.stack", "--port", str(port),
+            [sys.executable, "-m", "flows.runtime.stack", "--port", str(port),
              "--logs", str(tmp_path / "logs")],
             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip

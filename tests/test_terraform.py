@@ -10,7 +10,9 @@ from typing import Any
 import hcl2
 import pytest
 
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.unit
 
 TERRAFORM = PROJECT_ROOT / "terraform"
 

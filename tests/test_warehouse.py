@@ -13,10 +13,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.lake import Lake
-from flows.snapshot import parse_snapshot
-from flows.warehouse import DuckDBWarehouse, load_pending
+from flows.adapters.duckdb_warehouse import DuckDBWarehouse
+from flows.adapters.lake import Lake
+from flows.core.loading import load_pending
+from flows.core.snapshot import parse_snapshot
 from tests.conftest import RECORDED_TIMESTAMP, body_variant
+
+pytestmark = pytest.mark.integration
 
 FIVE_MINUTES = 300_000
 
@@ -217,9 +220,9 @@ def test_a_poison_asset_is_left_out_recorded_and_the_rest_loads(
 def test_rows_the_warehouse_refuses_roll_back_and_say_why(tmp_path: Path) -> None:
     """The loader's own contract, below validation: an Asset that bypassed the parser with a
     rank DuckDB's integer cannot hold is refused as the file's fault, and nothing of it stays."""
-    from flows.lake import StoredFile
-    from flows.snapshot import Asset, Snapshot
-    from flows.warehouse import WarehouseRefused
+    from flows.core.lake_layout import StoredFile
+    from flows.core.loading import WarehouseRefused
+    from flows.core.snapshot import Asset, Snapshot
 
     asset = Asset("bitcoin", 2**40, "BTC", "Bitcoin", None, None, None, None, 1.0, None, None, None)
     stored = StoredFile("raw/coincap/assets/date=2025-03-16/1742150000000.json.gz", b"", 1, "x")
@@ -265,7 +268,7 @@ def test_names_outside_the_layout_are_reported_not_loaded_and_stop_nothing(
 def test_verify_finds_files_missing_altered_or_never_loaded(
     tmp_path: Path, recorded_assets: bytes
 ) -> None:
-    from flows.warehouse import verify_lake
+    from flows.core.loading import verify_lake
 
     lake = Lake(str(tmp_path / "lake"))
     fill_lake(lake, recorded_assets, 4)
@@ -312,8 +315,9 @@ def test_each_file_gets_the_next_load_sequence_whatever_the_clock(
 KILLED_LOADER = """
 import logging, os, random, signal, sys, threading, time
 from pathlib import Path
-from flows.lake import Lake
-from flows.warehouse import DuckDBWarehouse, load_pending
+from flows.adapters.lake import Lake
+from flows.core.loading import load_pending
+from flows.adapters.duckdb_warehouse import DuckDBWarehouse
 
 lake_dir, db, after_files, seed = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 random.seed(seed)
@@ -334,14 +338,15 @@ class KillAfter(logging.Handler):
                 threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
 
 
-logging.getLogger("flows.warehouse").addHandler(KillAfter())
-logging.getLogger("flows.warehouse").setLevel(logging.INFO)
+logging.getLogger("flows.core.loading").addHandler(KillAfter())
+logging.getLogger("flows.core.loading").setLevel(logging.INFO)
 with DuckDBWarehouse(db) as warehouse:
     load_pending(Lake(lake_dir), warehouse)
 time.sleep(1)  # a kill still pending lands here, after the last commit
 """
 
 
+@pytest.mark.e2e  # real processes SIGKILLed
 def test_sigkill_at_any_point_of_a_load_leaves_no_partial_file(
     tmp_path: Path, recorded_assets: bytes
 ) -> None:

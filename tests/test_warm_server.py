@@ -15,15 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from flows.settings import PROJECT_ROOT, Settings
-from flows.warm_launch import HEADER
+from flows.core.settings import PROJECT_ROOT, Settings
+from flows.runtime.warm_launch import HEADER
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def server(settings: Settings, tmp_path: Path) -> Iterator[tuple[Path, int]]:
     path = tmp_path / "server.sock"
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.warm_server", str(path)], cwd=PROJECT_ROOT
+        [sys.executable, "-m", "flows.runtime.warm_server", str(path)], cwd=PROJECT_ROOT
     )
     deadline = time.monotonic() + 180
     while not path.exists():

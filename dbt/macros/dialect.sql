@@ -1,12 +1,13 @@
 {#- Dialect gaps between DuckDB (local) and BigQuery (cloud), one macro each. -#}
 
-{#- A timestamp `minutes` minutes earlier. -#}
+{#- A timestamp `minutes` minutes earlier: dbt's own `dateadd`, except on BigQuery, where
+    `dbt.dateadd` returns a DATETIME, which BigQuery will not compare with a TIMESTAMP. -#}
 {% macro minutes_before(timestamp_expr, minutes) -%}
     {{ return(adapter.dispatch('minutes_before', 'cryptolytics')(timestamp_expr, minutes)) }}
 {%- endmacro %}
 
 {% macro default__minutes_before(timestamp_expr, minutes) -%}
-    ({{ timestamp_expr }} - interval ({{ minutes }}) minute)
+    {{ dbt.dateadd('minute', -minutes, timestamp_expr) }}
 {%- endmacro %}
 
 {% macro bigquery__minutes_before(timestamp_expr, minutes) -%}
@@ -39,19 +40,6 @@
 
 {% macro bigquery__upsert_incremental_strategy() -%}
     {{ return('merge') }}
-{%- endmacro %}
-
-{#- A timestamp truncated to the start of its hour or day. -#}
-{% macro truncate_timestamp(timestamp_expr, unit) -%}
-    {{ return(adapter.dispatch('truncate_timestamp', 'cryptolytics')(timestamp_expr, unit)) }}
-{%- endmacro %}
-
-{% macro default__truncate_timestamp(timestamp_expr, unit) -%}
-    date_trunc('{{ unit }}', {{ timestamp_expr }})
-{%- endmacro %}
-
-{% macro bigquery__truncate_timestamp(timestamp_expr, unit) -%}
-    timestamp_trunc({{ timestamp_expr }}, {{ unit }})
 {%- endmacro %}
 
 {#- The value at the earliest / latest `order_expr` of a group (open and close prices). -#}

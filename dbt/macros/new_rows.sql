@@ -1,5 +1,5 @@
 {#- Incremental filters by load sequence. Every raw row carries the `load_seq` of its lake
-    file: 1, 2, 3... in the order files were loaded (flows/warehouse.py), so "rows this model
+    file: 1, 2, 3... in the order files were loaded (flows/core/loading.py), so "rows this model
     has not seen" is `load_seq > the highest it holds`. No clock is compared with anything:
     a tick on a clock hours fast or minutes slow, or a second worker with another clock,
     cannot hide a later file. The watermark is read once per run and written into the SQL
@@ -32,7 +32,7 @@
     {%- set value = none -%}
     {%- if execute and is_incremental() -%}
         {%- set value = run_query(
-            "select " ~ truncate_timestamp("min(" ~ time_column ~ ")", unit) ~ " from " ~ relation
+            "select " ~ dbt.date_trunc(unit, "min(" ~ time_column ~ ")") ~ " from " ~ relation
             ~ " where load_seq > " ~ last_load_seq_literal()
         ).columns[0].values()[0] -%}
     {%- endif -%}

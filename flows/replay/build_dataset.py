@@ -54,9 +54,9 @@ def coincap_ids(
 
 
 def build(coingecko_dir: Path, coincap_assets_file: Path, out: Path) -> None:
-    coins = duckdb.sql(
+    coins = duckdb.execute(
         "select id, symbol, name from read_csv($path, header = true)",
-        params={"path": str(coingecko_dir / "fullcoinlist.csv")},
+        {"path": str(coingecko_dir / "fullcoinlist.csv")},
     ).fetchall()
     assets = json.loads(coincap_assets_file.read_bytes())["data"]
     mapping = coincap_ids(coins, assets)
@@ -110,7 +110,7 @@ def build(coingecko_dir: Path, coincap_assets_file: Path, out: Path) -> None:
             (format parquet, compression zstd, compression_level 19, row_group_size 200000)
             """
         )
-    summary = duckdb.sql(
+    summary = duckdb.execute(
         f"select count(*), count(distinct day_ms), min(day_ms), max(day_ms) from '{out}'"
     ).fetchall()[0]
     print(f"wrote {out}: {summary[0]} rows, {summary[1]} days, {out.stat().st_size / 1e6:.1f} MB")

@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from flows.core.settings import COINCAP_MAX_PAGE
 from flows.replay.dataset import ReplayDataset, shared_dataset
-from flows.settings import COINCAP_MAX_PAGE
 
 log = logging.getLogger(__name__)
 

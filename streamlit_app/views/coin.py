@@ -44,13 +44,13 @@ def supply_and_extremes(profile: dict) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Supply")
-        supply, max_supply = profile.get("supply"), profile.get("max_supply")
+        supply, max_supply = profile["supply"], profile["max_supply"]
         if pd.isna(supply):
             st.write("CoinCap gives no circulating supply for this coin.")
         elif pd.isna(max_supply):
             st.write(f"{supply:,.0f} {profile['symbol']} in circulation; no maximum supply.")
         else:
-            share = min(supply / max_supply, 1.0)
+            share = min(supply / max_supply, 1.0)  # both known here (not NA)
             st.progress(
                 share, text=f"{supply:,.0f} of {max_supply:,.0f} {profile['symbol']} ({share:.1%})"
             )
@@ -98,7 +98,7 @@ if ui.page_start("Coin"):
     coin_id = pick_coin()
     range_ = ui.pick_range("7D")
     profile = data.coin_profile(coin_id) if coin_id else None
-    if profile is None:
+    if coin_id is None or profile is None:
         st.info("Pick a coin.")
     else:
         st.header(f"{profile['name']} ({profile['symbol']})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import pandas as pd
 import streamlit as st
 
@@ -106,10 +108,11 @@ def ranking_table() -> None:
 
 def movers_tables() -> None:
     left, right = st.columns(2)
-    for column, direction, title in (
+    directions: tuple[tuple[Any, Literal["gainers", "losers"], str], ...] = (
         (left, "gainers", "Top 10 gainers (24h)"),
         (right, "losers", "Top 10 losers (24h)"),
-    ):
+    )
+    for column, direction, title in directions:
         frame = data.movers(direction)
         column.subheader(title)
         if frame.empty:

@@ -19,7 +19,10 @@ new_rows as (
 latest_in_batch as (
 
     select * from new_rows
-    qualify row_number() over (partition by coin_id order by snapshot_at desc) = 1
+    qualify row_number() over (
+            partition by coin_id
+            order by snapshot_at desc
+        ) = 1
 
 ),
 
@@ -51,14 +54,14 @@ merged as (
         batch.coin_id,
         -- A late (backfilled) file must not overwrite newer attributes: the newest snapshot wins.
         {% for attribute in ['name', 'symbol', 'explorer', 'supply', 'max_supply'] -%}
-        {%- if is_incremental() -%}
+            {%- if is_incremental() -%}
         case
             when existing.last_seen_at > batch.last_seen_at then existing.{{ attribute }}
             else latest.{{ attribute }}
         end as {{ attribute }},
         {%- else -%}
-        latest.{{ attribute }},
-        {%- endif %}
+                latest.{{ attribute }},
+            {%- endif %}
         {% endfor -%}
         {%- if is_incremental() %}
         case
@@ -70,14 +73,14 @@ merged as (
             else batch.last_seen_at
         end as last_seen_at,
         {%- else %}
-        batch.first_seen_at,
-        batch.last_seen_at,
+            batch.first_seen_at,
+            batch.last_seen_at,
         {%- endif %}
         batch.loaded_at,
         batch.load_seq
 
     from batch_span as batch
-    inner join latest_in_batch as latest on latest.coin_id = batch.coin_id
+    inner join latest_in_batch as latest on batch.coin_id = latest.coin_id
     {% if is_incremental() -%}
     left join existing on existing.coin_id = batch.coin_id
     {%- endif %}
@@ -87,7 +90,7 @@ merged as (
 final as (
 
     select
-        -- the seed system's columns, in its order
+        -- the columns the replaced BigQuery table had, in its order
         coin_id,
         name,
         symbol,

@@ -22,7 +22,7 @@ staged as (
 final as (
 
     select
-        -- the seed system's columns, in its order
+        -- the columns the replaced BigQuery table had, in its order
         coin_id,
         name,
         rank,

@@ -13,60 +13,46 @@
 
 with
 
-new_hours as (
-
-    select coin_id, bucket_at from {{ ref('mart_coin_hourly') }}
-    {{ loaded_since_last_run() }}
-
-),
-
-new_daily_history as (
-
-    select coin_id, point_at from {{ ref('stg_coin_history') }}
-    {{ loaded_since_last_run() }}
-
-),
-
 touched_days as (
 
-    select coin_id, {{ truncate_timestamp('bucket_at', 'day') }} as bucket_at from new_hours
-    union distinct
-    select coin_id, {{ truncate_timestamp('point_at', 'day') }} as bucket_at from new_daily_history
+    {{ touched_buckets(ref('mart_coin_hourly'), 'bucket_at', ref('stg_coin_history'), 'day') }}
 
 ),
 
 day_hours as (
 
-    select touched_days.bucket_at as day_at, hourly.*
+    select
+        touched_days.bucket_at as day_at,
+        hourly.*
     from {{ ref('mart_coin_hourly') }} as hourly
     inner join touched_days
         on hourly.coin_id = touched_days.coin_id
-        and {{ truncate_timestamp('hourly.bucket_at', 'day') }} = touched_days.bucket_at
-    {% if is_incremental() -%}
-    where hourly.bucket_at >= least(
-        {{ earliest_touched_literal(ref('mart_coin_hourly'), 'bucket_at', 'day') }},
-        {{ earliest_touched_literal(ref('stg_coin_history'), 'point_at', 'day') }}
-    )
-    {%- endif %}
+            and {{ dbt.date_trunc('day', 'hourly.bucket_at') }} = touched_days.bucket_at
+    {{ within_touched_buckets(
+        'hourly.bucket_at', ref('mart_coin_hourly'), 'bucket_at', ref('stg_coin_history'), 'day'
+    ) }}
 
 ),
 
 day_history as (
 
-    select touched_days.bucket_at as day_at, history.*
+    select
+        touched_days.bucket_at as day_at,
+        history.*
     from {{ ref('stg_coin_history') }} as history
     inner join touched_days
         on history.coin_id = touched_days.coin_id
-        and {{ truncate_timestamp('history.point_at', 'day') }} = touched_days.bucket_at
+            and {{ dbt.date_trunc('day', 'history.point_at') }} = touched_days.bucket_at
     where history.history_interval = 'd1'
-      -- finer data wins: a day with any hour is built from its hours
-      and not exists (
-          select 1 from day_hours
-          where day_hours.coin_id = history.coin_id and day_hours.day_at = touched_days.bucket_at
-      )
+        -- finer data wins: a day with any hour is built from its hours
+        and not exists (
+            select 1 from day_hours
+            where day_hours.coin_id = history.coin_id and day_hours.day_at = touched_days.bucket_at
+        )
     qualify row_number() over (
-        partition by history.coin_id, history.point_at order by history.load_seq desc
-    ) = 1
+            partition by history.coin_id, history.point_at
+            order by history.load_seq desc
+        ) = 1
 
 ),
 

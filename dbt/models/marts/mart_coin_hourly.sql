@@ -14,77 +14,81 @@
 
 with
 
-new_facts as (
-
-    select coin_id, snapshot_at from {{ ref('facts_coins') }}
-    {{ loaded_since_last_run() }}
-
-),
-
-new_history as (
-
-    select coin_id, point_at from {{ ref('stg_coin_history') }}
-    {{ loaded_since_last_run() }}
-
-),
-
 touched_buckets as (
 
-    select coin_id, {{ truncate_timestamp('snapshot_at', 'hour') }} as bucket_at from new_facts
-    union distinct
-    select coin_id, {{ truncate_timestamp('point_at', 'hour') }} as bucket_at from new_history
+    {{ touched_buckets(ref('facts_coins'), 'snapshot_at', ref('stg_coin_history'), 'hour') }}
 
 ),
 
 bucket_facts as (
 
-    select touched_buckets.bucket_at, facts.*
+    select
+        touched_buckets.bucket_at,
+        facts.*
     from {{ ref('facts_coins') }} as facts
     inner join touched_buckets
         on facts.coin_id = touched_buckets.coin_id
-        and {{ truncate_timestamp('facts.snapshot_at', 'hour') }} = touched_buckets.bucket_at
-    {% if is_incremental() -%}
-    -- a constant bound: only the row groups that can hold a touched hour are read
-    where facts.snapshot_at >= least(
-        {{ earliest_touched_literal(ref('facts_coins'), 'snapshot_at', 'hour') }},
-        {{ earliest_touched_literal(ref('stg_coin_history'), 'point_at', 'hour') }}
-    )
-    {%- endif %}
+            and {{ dbt.date_trunc('hour', 'facts.snapshot_at') }} = touched_buckets.bucket_at
+    {{ within_touched_buckets(
+        'facts.snapshot_at', ref('facts_coins'), 'snapshot_at', ref('stg_coin_history'), 'hour'
+    ) }}
 
 ),
 
 bucket_history as (
 
-    select touched_buckets.bucket_at, history.*
+    select
+        touched_buckets.bucket_at,
+        history.*
     from {{ ref('stg_coin_history') }} as history
     inner join touched_buckets
         on history.coin_id = touched_buckets.coin_id
-        and {{ truncate_timestamp('history.point_at', 'hour') }} = touched_buckets.bucket_at
+            and {{ dbt.date_trunc('hour', 'history.point_at') }} = touched_buckets.bucket_at
     where history.history_interval in ('m5', 'h1')
-      -- prefer snapshots: history fills only the hours no snapshot covers
-      and not exists (
-          select 1 from bucket_facts
-          where bucket_facts.coin_id = history.coin_id
-            and bucket_facts.bucket_at = touched_buckets.bucket_at
-      )
+        -- prefer snapshots: history fills only the hours no snapshot covers
+        and not exists (
+            select 1 from bucket_facts
+            where bucket_facts.coin_id = history.coin_id
+                and bucket_facts.bucket_at = touched_buckets.bucket_at
+        )
     -- overlapping backfill windows: one point per coin and time
     qualify row_number() over (
-        partition by history.coin_id, history.point_at order by history.load_seq desc
-    ) = 1
+            partition by history.coin_id, history.point_at
+            order by history.load_seq desc
+        ) = 1
 
 ),
 
 points as (
 
     select
-        coin_id, bucket_at, snapshot_at as observed_at, price_usd, market_cap_usd, rank,
-        volume_usd_24hr, supply, source, loaded_at, load_seq, 'snapshot' as origin
+        coin_id,
+        bucket_at,
+        snapshot_at as observed_at,
+        price_usd,
+        market_cap_usd,
+        rank,
+        volume_usd_24hr,
+        supply,
+        source,
+        loaded_at,
+        load_seq,
+        'snapshot' as origin
     from bucket_facts
     union all
     select
-        coin_id, bucket_at, point_at as observed_at, price_usd,
-        price_usd * supply as market_cap_usd, null as rank, null as volume_usd_24hr, supply,
-        source, loaded_at, load_seq, 'history' as origin
+        coin_id,
+        bucket_at,
+        point_at as observed_at,
+        price_usd,
+        price_usd * supply as market_cap_usd,
+        null as rank,
+        null as volume_usd_24hr,
+        supply,
+        source,
+        loaded_at,
+        load_seq,
+        'history' as origin
     from bucket_history
 
 ),

@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbt.cli.main import dbtRunner
 
-from flows.warehouse import DbtNodeResult
+from flows.core.loading import DbtNodeResult
+
+if TYPE_CHECKING:
+    from flows.adapters.targets import Target
 
 PROJECT_FILE_SUFFIXES = (".sql", ".yml", ".yaml", ".csv", ".md")
 
@@ -174,3 +177,14 @@ class WarmDbt:
                 message=node.message or None,
             )
         )
+
+
+_warm: dict[tuple[str, str], WarmDbt] = {}  # one parsed project per process and target
+
+
+def warm_dbt(target: Target, project_dir: str) -> WarmDbt:
+    """This process's parsed project for `target` (a warm worker's runs share it)."""
+    key = (project_dir, target.name)
+    if key not in _warm:
+        _warm[key] = WarmDbt(Path(project_dir), release=target.release_dbt)
+    return _warm[key]

@@ -1,5 +1,5 @@
 """The command the `cryptolytics` worker starts for a flow run, in place of
-`python -m prefect.engine`: it hands the run to the warm server (flows/warm_server.py) and
+`python -m prefect.engine`: it hands the run to the warm server (flows/runtime/warm_server.py) and
 stands in for it until it ends: same exit code, signals passed on. Only the standard
 library is imported, so it starts in milliseconds.
 
@@ -12,7 +12,7 @@ Cold or warm, a run runs once:
   forked the run already, so this exits 1 (Prefect reports the run crashed) rather than
   risk running it twice.
 
-    python -m flows.warm_launch SOCKET_PATH [ENGINE_ARGS...]
+    python -m flows.runtime.warm_launch SOCKET_PATH [ENGINE_ARGS...]
 """
 
 from __future__ import annotations

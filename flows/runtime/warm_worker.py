@@ -8,8 +8,8 @@ so the production command is Prefect's own:
 
 Everything a process worker does stays Prefect's code: polling, heartbeats, concurrency
 limits, cancellation, crash detection, logs. What differs is the command a flow run starts
-with: `python -m flows.warm_launch` instead of `python -m prefect.engine`, which hands the
-run to a warm fork server this worker starts beside itself (flows/warm_server.py), so a run
+with: `python -m flows.runtime.warm_launch` instead of `python -m prefect.engine`, which hands the
+run to a warm fork server this worker starts beside itself (flows/runtime/warm_server.py), so a run
 starts with Prefect, dbt and DuckDB imported and the dbt project parsed. Setting a command
 takes Prefect's branch for a configured `command` job variable: the worker starts the
 launcher without its workspace supervisor and in its own process group, so the launcher
@@ -57,7 +57,7 @@ class WarmJobConfiguration(ProcessJobConfiguration):
     ) -> None:
         if self.command is None and self.socket_path is not None:
             self.command = command_to_string(
-                [sys.executable, "-m", "flows.warm_launch", str(self.socket_path)]
+                [sys.executable, "-m", "flows.runtime.warm_launch", str(self.socket_path)]
             )
         super().prepare_for_flow_run(
             flow_run, deployment, flow, work_pool, worker_name, worker_id=worker_id
@@ -90,7 +90,7 @@ class WarmProcessWorker(ProcessWorker):
 
     def _start_server(self, path: Path) -> None:
         self._server = subprocess.Popen(  # its output is the worker's
-            [sys.executable, "-m", "flows.warm_server", str(path)],
+            [sys.executable, "-m", "flows.runtime.warm_server", str(path)],
             start_new_session=True,  # a Ctrl-C for the worker's group is the worker's to act on
         )
 

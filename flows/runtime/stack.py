@@ -9,7 +9,7 @@ With the replay and no history yet, it also asks for the demo backfill of 2021.
 The terminal gets one line per finished flow run; everything else goes to `logs/`.
 Ctrl-C, SIGTERM or a closed terminal (SIGHUP) pauses the schedules and stops all of it.
 
-    python -m flows.stack [--port 4200] [--app-port 8501] [--logs logs]
+    python -m flows.runtime.stack [--port 4200] [--app-port 8501] [--logs logs]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from flows.settings import PROJECT_ROOT, get_settings
+from flows.core.settings import PROJECT_ROOT, Settings, get_settings
 
 PREFECT_PORT = 4200
 APP_PORT = 8501
@@ -43,12 +43,17 @@ class Stop(BaseException):
 
 
 def streamlit_command(port: int) -> list[str]:
-    """How the analyst app is started here and in the browser tests."""
+    """How the analyst app is started here and in the browser tests (from the project
+    folder: its settings are .streamlit/config.toml's; only the port is chosen here)."""
     return [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app/app.py",
-        "--server.headless", "true", "--server.address", "127.0.0.1",
-        "--server.port", str(port), "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app/app.py",
+        "--server.port",
+        str(port),
+    ]
 
 
 def port_taken(port: int) -> bool:
@@ -186,22 +191,23 @@ def finished_runs(since: datetime, seen: set[Any]) -> list[str]:
         seen.add(run.id)
         took = run.total_run_time.total_seconds()
         line = f"{run.end_time.astimezone():%H:%M:%S}  {names.get(run.deployment_id, '?'):<12}"
-        line += f" {run.state.name.lower()} in {took:.1f}s"
+        line += f" {str(run.state.name).lower()} in {took:.1f}s"
         if not run.state.is_completed() and run.state.message:
             line += f": {run.state.message.splitlines()[0][:160]}"
         lines.append(line)
     return lines
 
 
-def start_demo_work(settings: Any) -> None:
+def start_demo_work(settings: Settings) -> None:
     """The first tick now; with the replay and no history yet, a year of daily history
-    too. 'Replay' is decided as the flows decide it, with the blocks' secrets applied."""
+    too. 'Replay' is decided as the flows decide it (`resolve_source`)."""
     from prefect.deployments import run_deployment
 
-    from flows.targets import resolve_target, with_block_secrets
+    from flows.adapters.source import resolve_source
+    from flows.adapters.targets import resolve_target
 
-    settings = with_block_secrets(settings)
-    if settings.effective_source == "replay":
+    source = resolve_source(settings)
+    if not source.live:
         print(
             "No CoinCap API key (CRYPTOLYTICS_COINCAP_API_KEY, or its Secret block on the cloud "
             "target): the pipeline REPLAYS bundled real 2021 market data, one day per tick. "
@@ -209,7 +215,7 @@ def start_demo_work(settings: Any) -> None:
             flush=True,
         )
     run_deployment("pipeline/pipeline", timeout=0)
-    if settings.effective_source == "replay" and not resolve_target(settings).lake.list_history():
+    if not source.live and not resolve_target(settings).lake.list_history():
         run_deployment(
             "backfill/backfill",
             parameters={"interval": "d1", "top": DEMO_BACKFILL_COINS},

@@ -270,9 +270,16 @@ def _asset(item: Any, where: str) -> Asset:
     return Asset(
         id=asset_id,
         rank=_rank(item["rank"]),
+        symbol=texts["symbol"],
+        name=texts["name"],
+        supply=numbers["supply"],
+        max_supply=numbers["max_supply"],
+        market_cap_usd=numbers["market_cap_usd"],
+        volume_usd_24hr=numbers["volume_usd_24hr"],
         price_usd=price,
-        **{k: v for k, v in numbers.items() if k != "price_usd"},
-        **texts,
+        change_percent_24hr=numbers["change_percent_24hr"],
+        vwap_24hr=numbers["vwap_24hr"],
+        explorer=texts["explorer"],
     )
 
 
@@ -330,7 +337,7 @@ def _epoch_ms(value: Any, where: str) -> int:
         raise InvalidSnapshot(f"{where} is {_kind(value)}, expected epoch milliseconds")
     if not EARLIEST_MS <= value < LATEST_MS:
         raise InvalidSnapshot(f"{where} {value} is not between 2009 and 2100 in epoch milliseconds")
-    return value
+    return int(value)
 
 
 def _preview(value: Any) -> str:

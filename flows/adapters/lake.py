@@ -25,32 +25,34 @@ import json
 import logging
 import os
 import posixpath
-import re
 import time
 import uuid
 import zlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote, unquote
 
 import fsspec
 from fsspec import AbstractFileSystem
 
+from flows.core.lake_layout import (
+    HISTORY_GLOB,
+    SNAPSHOT_GLOB,
+    SOURCES,
+    STAGES,
+    HistoryKey,
+    LakeFileUnreadable,
+    LakeScan,
+    LakeWrite,
+    StoredFile,
+    history_path,
+    is_history_name,
+    is_snapshot_name,
+    snapshot_path,
+    source_of,
+)
+
 log = logging.getLogger(__name__)
 
-SOURCES = ("coincap", "replay")
-SNAPSHOT_GLOB = "raw/*/assets/date=*/*.json.gz"
-HISTORY_GLOB = "raw/*/history/interval=*/coin=*/*.json.gz"
-INTERVALS = ("m5", "h1", "d1")
-STAGES = ("fetch", "load", "build", "backfill")
-SNAPSHOT_NAME = re.compile(
-    r"raw/(?P<source>coincap|replay)/assets/date=(?P<day>\d{4}-\d{2}-\d{2})/(?P<ms>[1-9]\d{0,14})\.json\.gz"
-)
-HISTORY_NAME = re.compile(
-    r"raw/(?P<source>coincap|replay)/history/interval=(?P<interval>m5|h1|d1)/coin=[^/]+/"
-    r"(?P<start>\d{1,15})-(?P<end>\d{1,15})\.json\.gz"
-)
 # Written beside their target, then renamed; one older than this is a killed writer's.
 TEMPORARY_MAX_AGE_SECONDS = 600
 # A lake file inflating past this is not one of ours (a 2,000-asset body is ~0.8 MB).
@@ -58,118 +60,6 @@ MAX_FILE_BYTES = 64 * 2**20
 # File systems whose rename is atomic: write beside the target, then rename. Object stores
 # (gs://) have no rename (fsspec copies), but a single upload is atomic there already.
 ATOMIC_RENAME_PROTOCOLS = {"file", "local"}
-
-
-@dataclass(frozen=True)
-class LakeWrite:
-    path: str  # relative to the lake root
-    created: bool  # False when the file was already there (a rerun)
-
-
-class LakeFileUnreadable(ValueError):
-    """The stored bytes are not a gzip file of a sane size: the file's fault, not the disk's."""
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    """A lake file as stored: its body, and the size and SHA-256 of the stored (gzip) bytes."""
-
-    path: str
-    body: bytes
-    size_bytes: int
-    sha256: str
-
-
-@dataclass
-class LakeScan:
-    """What `raw/` holds: loadable files, oldest first, names that are not ours, and the
-    temporary files of writers."""
-
-    snapshots: list[str] = field(default_factory=list)
-    history: list[str] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
-    temporary: list[str] = field(default_factory=list)
-
-
-def snapshot_path(source: str, timestamp_ms: int) -> str:
-    """The one place a snapshot's lake path is made; only validated values go in."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}, expected one of {SOURCES}")
-    if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int) or timestamp_ms <= 0:
-        raise ValueError(f"timestamp must be positive epoch milliseconds, got {timestamp_ms!r}")
-    day = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).date().isoformat()
-    return f"raw/{source}/assets/date={day}/{timestamp_ms}.json.gz"
-
-
-@dataclass(frozen=True)
-class HistoryKey:
-    """What a history window file holds, read back from its path."""
-
-    source: str
-    interval: str
-    coin_id: str
-    start_ms: int
-    end_ms: int
-
-
-def history_path(key: HistoryKey) -> str:
-    """A backfill window's lake path; the coin id is validated and percent-encoded, so an id
-    like `../../etc` can never leave its folder."""
-    from flows.snapshot import ASSET_ID_PATTERN
-
-    if key.source not in SOURCES:
-        raise ValueError(f"unknown source {key.source!r}, expected one of {SOURCES}")
-    if key.interval not in INTERVALS:
-        raise ValueError(f"unknown interval {key.interval!r}, expected one of {INTERVALS}")
-    if not ASSET_ID_PATTERN.fullmatch(key.coin_id):
-        raise ValueError(f"unusable coin id {key.coin_id!r}")
-    if not (
-        isinstance(key.start_ms, int)
-        and isinstance(key.end_ms, int)
-        and 0 <= key.start_ms < key.end_ms
-    ):
-        raise ValueError(f"bad window {key.start_ms!r}..{key.end_ms!r}")
-    coin = quote(key.coin_id, safe="")
-    return (
-        f"raw/{key.source}/history/interval={key.interval}/coin={coin}/"
-        f"{key.start_ms}-{key.end_ms}.json.gz"
-    )
-
-
-def is_snapshot_name(relative: str) -> bool:
-    """A snapshot file of our layout, whose day folder matches its timestamp."""
-    match = SNAPSHOT_NAME.fullmatch(relative)
-    return bool(match) and snapshot_path(match["source"], int(match["ms"])) == relative
-
-
-def is_history_name(relative: str) -> bool:
-    match = HISTORY_NAME.fullmatch(relative)
-    if not match:
-        return False
-    try:
-        return history_path(history_key(relative)) == relative
-    except ValueError:
-        return False
-
-
-def history_key(path: str) -> HistoryKey:
-    parts = path.split("/")
-    start, end = parts[5].split(".", 1)[0].split("-")
-    return HistoryKey(
-        source=parts[1],
-        interval=parts[3].removeprefix("interval="),
-        coin_id=unquote(parts[4].removeprefix("coin=")),
-        start_ms=int(start),
-        end_ms=int(end),
-    )
-
-
-def source_of(path: str) -> str:
-    """`coincap` or `replay`, read back from a lake path."""
-    source = path.split("/")[1] if "/" in path else ""
-    if source not in SOURCES:
-        raise ValueError(f"{path!r} is not a lake path")
-    return source
 
 
 def _sha256(payload: bytes) -> str:
@@ -201,16 +91,13 @@ class Lake:
 
     def write_snapshot(self, source: str, timestamp_ms: int, raw: bytes) -> LakeWrite:
         """Write a snapshot body once; writing the same snapshot again changes nothing."""
-        relative = snapshot_path(source, timestamp_ms)
-        full = self._full(relative)
-        if self.fs.exists(full):
-            return LakeWrite(relative, created=False)
-        self._write_atomically(full, _gzip(raw))
-        return LakeWrite(relative, created=True)
+        return self._write_once(snapshot_path(source, timestamp_ms), raw)
 
     def write_history(self, key: HistoryKey, raw: bytes) -> LakeWrite:
         """Write a history window once; its presence is also the backfill's checkpoint."""
-        relative = history_path(key)
+        return self._write_once(history_path(key), raw)
+
+    def _write_once(self, relative: str, raw: bytes) -> LakeWrite:
         full = self._full(relative)
         if self.fs.exists(full):
             return LakeWrite(relative, created=False)

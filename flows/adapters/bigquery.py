@@ -22,22 +22,20 @@ import gzip
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import Any, Literal, Self, cast
 
 import pandas as pd
 import sqlglot
 from google.api_core.exceptions import BadRequest, Conflict, NotFound
+from google.auth.credentials import Credentials
 from google.cloud import bigquery
 from sqlglot import exp
 
-from flows.lake import HistoryKey, Lake, StoredFile
-from flows.serving import SERVED_TABLES, NoDataYet
-from flows.settings import BIGQUERY_JOB_TIMEOUT_SECONDS
-from flows.snapshot import ASSET_COLUMNS, HistoryWindow, Snapshot
-from flows.warehouse import (
-    MOVERS_SQL,
+from flows.adapters.lake import Lake
+from flows.adapters.serving import SERVED_TABLES, NoDataYet
+from flows.core.lake_layout import HistoryKey, StoredFile
+from flows.core.loading import (
     AuditCheck,
     BuildScope,
     DbtNodeResult,
@@ -46,6 +44,10 @@ from flows.warehouse import (
     ManifestEntry,
     WarehouseRefused,
 )
+from flows.core.queries import movers_sql
+from flows.core.raw_schema import ASSETS, HISTORY, MANIFEST, Kind, RawTable
+from flows.core.settings import BIGQUERY_JOB_TIMEOUT_SECONDS, Settings
+from flows.core.snapshot import ASSET_COLUMNS, HistoryWindow, Snapshot
 
 S, F, INT, T = "STRING", "FLOAT64", "INT64", "TIMESTAMP"
 REQUIRED, NULLABLE = "REQUIRED", "NULLABLE"
@@ -58,25 +60,25 @@ def _fields(*columns: tuple[str, str, str]) -> list[bigquery.SchemaField]:
     return [bigquery.SchemaField(name, kind, mode=mode) for name, kind, mode in columns]
 
 
-ASSETS_SCHEMA = _fields(
-    ("snapshot_at", T, REQUIRED), ("id", S, REQUIRED), ("rank", INT, REQUIRED),
-    ("symbol", S, NULLABLE), ("name", S, NULLABLE), ("supply", F, NULLABLE),
-    ("max_supply", F, NULLABLE), ("market_cap_usd", F, NULLABLE),
-    ("volume_usd_24hr", F, NULLABLE), ("price_usd", F, REQUIRED),
-    ("change_percent_24hr", F, NULLABLE), ("vwap_24hr", F, NULLABLE),
-    ("explorer", S, NULLABLE), ("source", S, REQUIRED), ("lake_path", S, REQUIRED),
-    ("loaded_at", T, REQUIRED), ("load_seq", INT, NULLABLE),
-)  # fmt: skip
-HISTORY_SCHEMA = _fields(
-    ("coin_id", S, REQUIRED), ("interval", S, REQUIRED), ("point_at", T, REQUIRED),
-    ("price_usd", F, REQUIRED), ("circulating_supply", F, NULLABLE), ("source", S, REQUIRED),
-    ("lake_path", S, REQUIRED), ("loaded_at", T, REQUIRED), ("load_seq", INT, NULLABLE),
-)  # fmt: skip
-MANIFEST_SCHEMA = _fields(
-    ("lake_path", S, REQUIRED), ("source", S, REQUIRED), ("snapshot_at", T, REQUIRED),
-    ("row_count", INT, REQUIRED), ("loaded_at", T, REQUIRED), ("load_seq", INT, NULLABLE),
-    ("size_bytes", INT, NULLABLE), ("sha256", S, NULLABLE),
-)  # fmt: skip
+BIGQUERY_TYPES: dict[Kind, str] = {
+    "text": S,
+    "integer": INT,
+    "bigint": INT,
+    "double": F,
+    "timestamp": T,
+}
+
+
+def raw_schema(table: RawTable) -> list[bigquery.SchemaField]:
+    """`flows.core.raw_schema`'s declaration as a BigQuery schema."""
+    return [
+        bigquery.SchemaField(
+            column.name, BIGQUERY_TYPES[column.kind], mode=REQUIRED if column.required else NULLABLE
+        )
+        for column in table.columns
+    ]
+
+
 DEAD_LETTERS_SCHEMA = _fields(
     ("dead_letter_id", S, REQUIRED), ("recorded_at", T, REQUIRED), ("stage", S, REQUIRED),
     ("source", S, NULLABLE), ("item", S, REQUIRED), ("reason", S, REQUIRED),
@@ -97,26 +99,8 @@ DBT_RESULTS_SCHEMA = _fields(
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class RawTable:
-    """A raw table and how it is laid out: partitioned by day of `time_column` (each tick's
-    queries then scan only recent partitions) and clustered by coin."""
-
-    name: str
-    schema: list[bigquery.SchemaField]
-    time_column: str
-    partition: str  # DAY or MONTH
-    cluster_by: tuple[str, ...]
-
-
-ASSETS = RawTable("coincap_assets", ASSETS_SCHEMA, "snapshot_at", "DAY", ("id",))
-# history windows reach back years: monthly partitions stay far below BigQuery's 10,000
-HISTORY = RawTable("coincap_history", HISTORY_SCHEMA, "point_at", "MONTH", ("coin_id",))
-MANIFEST = RawTable("lake_files", MANIFEST_SCHEMA, "snapshot_at", "MONTH", ("lake_path",))
-
-
 def table_definition(table_id: str, raw: RawTable) -> bigquery.Table:
-    table = bigquery.Table(table_id, schema=raw.schema)
+    table = bigquery.Table(table_id, schema=raw_schema(raw))
     table.time_partitioning = bigquery.TimePartitioning(type_=raw.partition, field=raw.time_column)
     table.clustering_fields = list(raw.cluster_by)
     return table
@@ -144,8 +128,11 @@ def _gzip(payload: bytes) -> bytes:
     return gzip.compress(payload, compresslevel=6, mtime=0)
 
 
-class BigQueryWarehouse:
-    """Raw tables and the manifest in the staging dataset; `ops_dbt_results` in prod."""
+class BigQueryDatasets:
+    """The cloud `Warehouse`: raw tables and the manifest in the staging dataset, the ops
+    tables in prod (not prefect-gcp's BigQueryWarehouse block: this one loads from the lake)."""
+
+    supports_retention = False  # old partitions cost little; tables expire them by setting
 
     def __init__(
         self,
@@ -393,7 +380,7 @@ class BigQueryWarehouse:
         config = bigquery.LoadJobConfig(
             job_timeout_ms=JOB_TIMEOUT_MS,
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-            schema=raw.schema,
+            schema=raw_schema(raw),
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             ignore_unknown_values=False,
         )
@@ -403,7 +390,7 @@ class BigQueryWarehouse:
                 uri, table, job_config=config, job_id=job_id, location=self.location
             )
         except Conflict:  # this very load ran before (a retried task): use its outcome
-            job = self.client.get_job(job_id, location=self.location)
+            job = cast(bigquery.LoadJob, self.client.get_job(job_id, location=self.location))
         try:
             # raises if the job failed: then nothing of the file was loaded
             job.result(timeout=BIGQUERY_JOB_TIMEOUT_SECONDS)
@@ -417,12 +404,12 @@ class BigQueryWarehouse:
             f"from `{self.prod}.mart_market_overview`"
         )
 
-        def movers_by(direction: str) -> list[dict[str, object]]:
-            sql = to_bigquery_sql(MOVERS_SQL.format(direction=direction), self.prod)
+        def movers_by(direction: Literal["gainers", "losers"]) -> list[dict[str, object]]:
+            sql = to_bigquery_sql(movers_sql(direction), self.prod)
             return [dict(r.items()) for r in self._query(sql, limit=movers)]
 
         return HistoryReport(
-            row.facts_rows, row.snapshots, row.latest, movers_by("desc"), movers_by("asc")
+            row.facts_rows, row.snapshots, row.latest, movers_by("gainers"), movers_by("losers")
         )
 
     def record_audit(self, checks: list[AuditCheck]) -> None:
@@ -518,7 +505,7 @@ class BigQueryWarehouse:
         ]  # fmt: skip
         self._replace_ops_table("dbt_results", DBT_RESULTS_SCHEMA, rows)
 
-    def publish_for_app(self) -> None:
+    def record_publish(self) -> None:
         """What the local publish step adds for the health page: row counts of the raw
         tables and models (`count(*)` is metadata-only on BigQuery) and when. The models
         themselves need no copy: the app reads them where dbt built them."""
@@ -605,3 +592,17 @@ class BigQueryReader:
 
     def close(self) -> None:
         self.client.close()
+
+
+def bigquery_client(settings: Settings, credentials: Credentials | None) -> bigquery.Client:
+    """A client in the settings' project and location; `credentials=None`: application
+    default credentials; an emulator's endpoint when one is set."""
+    from google.api_core.client_options import ClientOptions
+
+    endpoint = settings.bigquery_api_endpoint
+    return bigquery.Client(
+        project=settings.gcp_project,
+        credentials=credentials,
+        location=settings.bigquery_location,
+        client_options=ClientOptions(api_endpoint=endpoint) if endpoint else None,
+    )

@@ -1,5 +1,5 @@
 """A real pipeline tick in a process of its own that SIGKILLs itself at a chosen point
-(tests/test_fault_injection.py).
+(tests/test_fault_injection.py, bench/soak.py).
 
 The test forks these processes from a forkserver that has already imported Prefect, dbt and
 DuckDB, so a tick starts warm and many kill points fit in a CI run (Prefect reads its settings
@@ -20,15 +20,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import flows.coincap
-import flows.lake
+import flows.adapters.coincap
+import flows.adapters.lake
+import flows.adapters.serving
+import flows.adapters.targets
 import flows.load
 import flows.pipeline
-import flows.serving
-import flows.targets
-from flows.dbt_build import WarmDbt
+from flows.adapters.dbt_runner import WarmDbt
 
-PRELOAD = ["flows.pipeline", "tests.crash_tick"]
+PRELOAD = ["flows.pipeline", "testkit.crash_tick"]
+
+# (stage, longest delay after entering it): long enough to land inside the stage, sometimes
+# just after it (after the lake write, between load and dbt, ...)
+KILL_POINTS = (
+    ("fetch", 0.03),
+    ("lake_write", 0.03),
+    ("load", 0.03),
+    ("dead_letter", 0.05),  # moving a broken 8 MB lake file to quarantine
+    ("dbt", 1.5),
+    ("publish", 0.2),
+    ("serving_rebuild", 0.3),  # rebuilding a damaged serving copy from the warehouse
+)
 
 
 def _marked(stage: str, function: Callable[..., Any], on_enter: Callable[[str], None]) -> Any:
@@ -65,13 +77,13 @@ def run_tick(
     if kill_stage == "serving_rebuild":
         damage_the_copy_the_next_publish_writes()
     patches = [
-        (flows.coincap.CoinCapClient, "fetch_asset_pages", "fetch"),
-        (flows.lake.Lake, "write_snapshot", "lake_write"),
+        (flows.adapters.coincap.CoinCapClient, "fetch_asset_pages", "fetch"),
+        (flows.adapters.lake.Lake, "write_snapshot", "lake_write"),
         (flows.load, "load_pending", "load"),
-        (flows.lake.Lake, "dead_letter", "dead_letter"),
+        (flows.adapters.lake.Lake, "dead_letter", "dead_letter"),
         (WarmDbt, "build", "dbt"),
-        (flows.targets, "publish", "publish"),
-        (flows.serving, "_remove_copy", "serving_rebuild"),
+        (flows.adapters.targets, "publish", "publish"),
+        (flows.adapters.serving, "_remove_copy", "serving_rebuild"),
     ]
     for owner, name, stage in patches:
         setattr(owner, name, _marked(stage, getattr(owner, name), on_enter))
@@ -82,7 +94,7 @@ def run_tick(
 def plant_broken_lake_file() -> None:
     """A snapshot file that is not gzip (8 MB of noise: a disk error, a stray copy): the
     load moves it to quarantine, and this tick dies during that move (copy, note, delete)."""
-    from flows.settings import get_settings
+    from flows.core.settings import get_settings
 
     lake = Path(get_settings().lake_url)
     name = lake / "raw/replay/assets/date=2020-12-31" / f"{1609372800000 + os.getpid()}.json.gz"
@@ -93,8 +105,8 @@ def plant_broken_lake_file() -> None:
 def damage_the_copy_the_next_publish_writes() -> None:
     """Garbage in the serving copy readers are not using: the publish rebuilds it from the
     warehouse, and this tick dies during the rebuild."""
-    from flows.serving import current_copy
-    from flows.settings import get_settings
+    from flows.adapters.serving import current_copy
+    from flows.core.settings import get_settings
 
     serving = get_settings().serving_dir
     current = current_copy(serving)

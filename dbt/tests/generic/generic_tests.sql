@@ -25,14 +25,20 @@
     )
 {% endtest %}
 
-{#- With `new_rows_only`, only keys of rows this build added (`load_seq` above the last
+{#- Every row where `expression` does not hold (an invariant between columns of a row). -#}
+{% test expression_is_true(model, expression) %}
+    select * from {{ model }}
+    where not ({{ expression }})
+{% endtest %}
+
+{#- Rows sharing a key. With `new_rows_only`, only keys of rows this build added (`load_seq` above the last
     successful build's) are checked: a duplicate needs a new row, so this finds every
     duplicate a build can create. With `within` (a time column of the key), the search for
     their twins is bounded to the time span of those new keys, so the cost stays flat as
     history grows; both bounds are literals, which prune old row groups/partitions. Failing
     rows are returned whole. -#}
-{% test unique_combination_of_columns(model, combination, new_rows_only=false, within=none) %}
-    {%- set keys = combination | join(', ') %}
+{% test no_duplicate_keys(model, key, new_rows_only=false, within=none) %}
+    {%- set keys = key | join(', ') %}
     {%- set bound = 'true' %}
     {%- if new_rows_only %}
         {%- set after = tests_after_seq() %}

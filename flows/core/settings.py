@@ -14,10 +14,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-Target = Literal["local", "cloud"]
-Source = Literal["coincap", "replay"]
+TargetName = Literal["local", "cloud"]
+SourceName = Literal["coincap", "replay"]
 
 # CoinCap v3 answers at most this many assets per request.
 COINCAP_MAX_PAGE = 2000
@@ -38,6 +38,11 @@ MAINTENANCE_TIMEOUT_SECONDS = 6 * 3600  # load --reload, transform --full-refres
 # The Prefect event a run emits when a stage refused something (blocks/alerts.py alerts on it).
 DEAD_LETTER_EVENT = "cryptolytics.dead-letter"
 
+# The Prefect blocks `python -m blocks.register` saves and the flows load, by name.
+GCP_CREDENTIALS_BLOCK = "cryptolytics-gcp"
+COINCAP_API_KEY_BLOCK = "cryptolytics-coincap-api-key"
+ALERT_WEBHOOK_BLOCK = "cryptolytics-alerts"
+
 
 class Settings(BaseSettings):
     """Runtime configuration of the pipeline and the app."""
@@ -49,7 +54,7 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    target: Target = Field("local", description="Where the lake and warehouse live.")
+    target: TargetName = Field("local", description="Where the lake and warehouse live.")
     lake_url: str = Field("./data/lake", description="fsspec URL of the raw data lake.")
     duckdb_path: Path = Field(
         Path("./data/warehouse.duckdb"), description="DuckDB warehouse file (local target)."
@@ -60,7 +65,7 @@ class Settings(BaseSettings):
     coincap_base_url: str = Field("https://rest.coincap.io/v3")
     coincap_api_key: SecretStr | None = Field(None, description="CoinCap v3 API key.")
     asset_limit: int = Field(2000, ge=1, le=10_000, description="Assets per snapshot.")
-    source: Source = Field(
+    source: SourceName = Field(
         "coincap", description="coincap (live API) or replay (bundled real 2021 data)."
     )
     http_timeout_seconds: float = Field(
@@ -168,19 +173,12 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @property
-    def effective_source(self) -> Source:
-        """Live CoinCap needs a key; without one we replay rather than fail every tick."""
-        if self.source == "coincap" and self.coincap_api_key is None:
-            return "replay"
-        return self.source
-
-    @property
     def api_key(self) -> str | None:
         return self.coincap_api_key.get_secret_value() if self.coincap_api_key else None
 
     @property
     def pipeline_lock_path(self) -> Path:
-        """Held by whoever writes the warehouse or the serving copies (see flows/locking.py)."""
+        """Held by whoever writes the warehouse or the serving copies (flows/runtime/locking.py)."""
         return self.duckdb_path.parent / "pipeline.lock"
 
     @property
@@ -188,10 +186,6 @@ class Settings(BaseSettings):
         """Held while a tick takes its snapshot: two ticks never ask for the same replay
         day at once, and the warehouse's lock is not needed to keep the market's moment."""
         return self.duckdb_path.parent / "lake.lock"
-
-    @property
-    def resolved_dbt_target(self) -> str:
-        return self.dbt_target or self.target
 
 
 def get_settings() -> Settings:

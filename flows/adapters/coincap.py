@@ -30,8 +30,8 @@ from urllib.parse import quote
 
 import httpx
 
-from flows.settings import COINCAP_MAX_PAGE
-from flows.snapshot import InvalidSnapshot, shutdown_notice
+from flows.core.settings import COINCAP_MAX_PAGE
+from flows.core.snapshot import InvalidSnapshot, shutdown_notice
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
-"""The warm fork server behind the `cryptolytics` worker type (flows/warm_worker.py).
+"""The warm fork server behind the `cryptolytics` worker type (flows/runtime/warm_worker.py).
 
 A process worker starts `python -m prefect.engine` afresh for every flow run: the imports
 (Prefect, dbt, DuckDB, pandas) and a dbt parse, more than the tick's own work here (bench/
 measures both). This server pays that once: it imports everything and parses the dbt
-project, then waits on a Unix socket. For each flow run, the launcher (flows/warm_launch.py,
+project, then waits on a Unix socket. For each flow run, the launcher (flows/runtime/warm_launch.py,
 the command Prefect's own process machinery starts) hands over its argv, environment,
 working directory and stdio; the server forks, and the child runs exactly what
 `python -m prefect.engine` runs, in a copy of this warm process. The child is a process of
@@ -19,12 +19,13 @@ fork when our code or the lock changed on disk since it started (then it starts 
 again once idle) or when the run's environment differs in what a process reads only at
 start (INTERPRETER_VARIABLES): the launcher then runs that flow run cold.
 
-    python -m flows.warm_server SOCKET_PATH
+    python -m flows.runtime.warm_server SOCKET_PATH
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
 
 HEADER = struct.Struct("!I")  # the length of the JSON request that follows
 MAX_REQUEST_BYTES = 4 * 2**20  # an environment, argv and a path: far below this
@@ -67,6 +68,17 @@ def os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def deployed_modules(root: Path = PROJECT_ROOT) -> list[str]:
+    """The modules of prefect.yaml's entrypoints (`flows/pipeline.py:pipeline` ->
+    `flows.pipeline`): what the runs will import, read from where the deployments are
+    defined rather than imported here (the runtime sits below the flows)."""
+    import yaml
+
+    definition = yaml.safe_load((root / "prefect.yaml").read_text())
+    paths = {d["entrypoint"].split(":", 1)[0] for d in definition.get("deployments", [])}
+    return sorted(path.removesuffix(".py").replace("/", ".") for path in paths)
+
+
 def preload() -> None:
     """Import what every flow run needs and parse the dbt project once (local target; the
     cloud target's dbt settings come with its credentials, which a run loads itself)."""
@@ -76,12 +88,12 @@ def preload() -> None:
     import prefect.engine
     import prefect.flow_engine  # noqa: F401
 
-    import flows.audit
-    import flows.backfill
-    import flows.pipeline  # noqa: F401
-    from flows.settings import get_settings
-    from flows.targets import resolve_target
-    from flows.transform import warm_dbt
+    from flows.adapters.dbt_runner import warm_dbt
+    from flows.adapters.targets import resolve_target
+    from flows.core.settings import get_settings
+
+    for module in deployed_modules():
+        importlib.import_module(module)
 
     settings = get_settings()
     if settings.target == "local":
@@ -206,7 +218,7 @@ class Server:
             self.path.unlink(missing_ok=True)
             self.stop_jobs()
         if self.stale and not self.stopping and os.getppid() == parent:
-            os.execv(sys.executable, [sys.executable, "-m", "flows.warm_server", str(self.path)])
+            os.execv(sys.executable, [sys.executable, "-m", __spec__.name, str(self.path)])
 
     def accept(
         self, connection: socket.socket, listener: socket.socket, selector: selectors.BaseSelector

@@ -1,5 +1,5 @@
 """The three kinds of Prefect task the flows are made of, each with its retries and its
-bound (flows/settings.py): one place, so a step's kind says how it may fail and how long
+bound (flows/core/settings.py): one place, so a step's kind says how it may fail and how long
 it may take. Nothing is cached: every step does I/O whose result must be fresh."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.settings import (
+from flows.core.settings import (
     DBT_TASK_TIMEOUT_SECONDS,
     LAKE_TASK_TIMEOUT_SECONDS,
     WAREHOUSE_TASK_TIMEOUT_SECONDS,

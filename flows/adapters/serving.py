@@ -221,7 +221,9 @@ def _connect_for_writing(
     path: Path, memory_limit: str | None, attempts: int = 10
 ) -> duckdb.DuckDBPyConnection:
     """A reader may still hold this copy for a moment (it was current two publishes ago)."""
-    config = {"memory_limit": memory_limit} if memory_limit else {}
+    config: dict[str, str | bool | int | float | list[str]] = (
+        {"memory_limit": memory_limit} if memory_limit else {}
+    )
     for attempt in range(1, attempts + 1):
         try:
             return duckdb.connect(str(path), config=config)

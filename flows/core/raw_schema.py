@@ -1,0 +1,100 @@
+"""The raw tables, declared once: the loader's rows land here on DuckDB and on BigQuery alike,
+each warehouse rendering this declaration in its own dialect (`DuckDBWarehouse`,
+`BigQueryDatasets`). dbt's sources (`dbt/models/staging/_sources.yml`) read these tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["text", "integer", "bigint", "double", "timestamp"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    required: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """A raw table and how it is laid out where the warehouse can (BigQuery): partitioned by
+    `time_column` (each tick's queries then scan only recent partitions), clustered by
+    `cluster_by`."""
+
+    name: str
+    columns: tuple[Column, ...]
+    time_column: str
+    partition: Literal["DAY", "MONTH"]
+    cluster_by: tuple[str, ...]
+    primary_key: str | None = None
+
+
+_LOADED = (
+    Column("source", "text", True, "coincap (live) or replay"),
+    Column("lake_path", "text", True, "the lake file these rows came from"),
+    Column(
+        "loaded_at", "timestamp", True, "when this file was loaded, UTC (data, not a watermark)"
+    ),
+    Column("load_seq", "bigint", False, "the file's place in load order: the watermark"),
+)
+
+ASSETS = RawTable(
+    "coincap_assets",
+    (
+        Column("snapshot_at", "timestamp", True, "the API's `timestamp`, UTC"),
+        Column("id", "text", True),
+        Column("rank", "integer", True),
+        Column("symbol", "text"),
+        Column("name", "text"),
+        Column("supply", "double"),
+        Column("max_supply", "double"),
+        Column("market_cap_usd", "double"),
+        Column("volume_usd_24hr", "double"),
+        Column("price_usd", "double", True),
+        Column("change_percent_24hr", "double"),
+        Column("vwap_24hr", "double"),
+        Column("explorer", "text"),
+        *_LOADED,
+    ),
+    time_column="snapshot_at",
+    partition="DAY",
+    cluster_by=("id",),
+)
+
+HISTORY = RawTable(
+    "coincap_history",
+    (
+        Column("coin_id", "text", True),
+        Column("interval", "text", True, "m5, h1 or d1, as asked of /assets/{id}/history"),
+        Column("point_at", "timestamp", True, "the point's `time`, UTC"),
+        Column("price_usd", "double", True),
+        Column("circulating_supply", "double"),
+        *_LOADED,
+    ),
+    time_column="point_at",
+    partition="MONTH",  # history reaches back years: far below BigQuery's 10,000 partitions
+    cluster_by=("coin_id",),
+)
+
+MANIFEST = RawTable(
+    "lake_files",
+    (
+        Column("lake_path", "text", True),
+        Column("source", "text", True),
+        Column("snapshot_at", "timestamp", True),
+        Column("row_count", "integer", True),
+        Column("loaded_at", "timestamp", True),
+        Column("load_seq", "bigint", False, "1, 2, 3... in load order; never given out twice"),
+        Column("size_bytes", "bigint", False, "the stored (gzip) file, to notice later changes"),
+        Column("sha256", "text"),
+    ),
+    time_column="snapshot_at",
+    partition="MONTH",
+    cluster_by=("lake_path",),
+    primary_key="lake_path",
+)
+
+RAW_TABLES = (ASSETS, HISTORY, MANIFEST)

@@ -1,0 +1,3 @@
+"""What tests/ and bench/ share (neither imports the other): a built warehouse without the
+Prefect engine, the warehouse compared with the lake, the tick that SIGKILLs itself, the
+app's page queries."""
