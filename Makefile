@@ -58,10 +58,10 @@ blocks: install  ## create/update the Prefect blocks and alert automations (serv
 test: install emulators  ## every tier: unit, integration, end-to-end (CI; about 40 min here)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install  ## the unit tier: no server, no dbt, no warehouse file (under a minute)
+test-fast: install  ## the unit tier: no Prefect, dbt or warehouse file (under a minute)
 	$(BIN)/python -m pytest --tier unit $(PYTEST_ARGS)
 
-test-integration: install  ## real DuckDB, dbt and a Prefect test server (add --kill-cycles 5 ...)
+test-integration: install  ## real DuckDB, dbt and a Prefect test server
 	$(BIN)/python -m pytest --tier integration $(PYTEST_ARGS)
 
 test-e2e: install emulators  ## browser, emulators, the stack, SIGKILLs (PYTEST_ARGS=--kill-cycles 7)

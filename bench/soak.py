@@ -8,7 +8,7 @@ in live mode against an HTTP server that serves the bundled replay market data (
 prices, one replay day per snapshot, stamped with the time it is served so they pass the
 live checks) and injects faults per request: 5 % HTTP errors (500/502/503/429), 1 %
 responses slower than the client's timeout and 0.5 % truncated bodies. About 1 % of the
-ticks run in a separate process that is SIGKILLed at a random stage (tests/crash_tick.py).
+ticks run in a separate process that is SIGKILLed at a random stage (testkit/crash_tick.py).
 All other ticks run one after another in one long-lived process (what a warm process does), so
 its memory and open file descriptors show any leak. Meanwhile a reader process runs every
 page's queries of the app's data module from several threads, with its cache off, and

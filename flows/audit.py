@@ -37,7 +37,9 @@ class AuditResult:
 
     @property
     def failed(self) -> list[AuditCheck]:
-        return [check for check in self.checks if check.status != "pass"]
+        """Failed or errored checks; a warning (a test of `severity: warn`) is shown, not
+        failed on."""
+        return [check for check in self.checks if check.status in ("fail", "error")]
 
 
 @dbt_step

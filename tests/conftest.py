@@ -2,7 +2,8 @@
 
 Every test belongs to one tier, marked on its module or itself (the highest mark wins):
 
-- `unit`: no server, no dbt, no warehouse file: seconds (`make test-fast`);
+- `unit`: no Prefect server, no dbt, no warehouse file (an HTTP server on 127.0.0.1 at
+  most): seconds (`make test-fast`);
 - `integration`: real DuckDB, dbt, a Prefect test server, HTTP servers on 127.0.0.1;
 - `e2e`: a browser, the GCS and BigQuery emulators, the whole stack, SIGKILLed processes.
 

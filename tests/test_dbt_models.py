@@ -217,3 +217,32 @@ def test_the_health_page_judges_freshness_by_dbt_source_freshness(
         (dbt_says,) = [str(r.status) for r in result.result]
         verdicts[age_minutes] = (dbt_says, rule.status(age_minutes))
     assert verdicts == {1: ("pass", "pass"), 20: ("warn", "warn"), 75: ("error", "error")}
+
+
+def test_the_invariants_of_candles_shares_and_ranks_catch_broken_rows(
+    settings: Settings, recorded_assets: bytes
+) -> None:
+    """Each invariant the marts' tests add fails on the defect it is there for: a candle whose
+    open lies above its high, dominances that add up past 100 %, two coins with one rank (a
+    warning: the source's slip, shown, never holding the build)."""
+    land(settings, recorded_assets, [0, 5])
+    run_dbt(settings, "build")
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute(
+            "update prod.mart_coin_hourly set open_price_usd = high_price_usd * 2 "
+            "where coin_id = 'bitcoin'"
+        )
+    with pytest.raises(AssertionError, match="expression_is_true_mart_coin_hourly"):
+        run_dbt(settings, "test", "--select", "mart_coin_hourly")
+
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("update prod.mart_market_overview set btc_dominance_pct = 70, "
+                    "eth_dominance_pct = 40")  # fmt: skip
+    with pytest.raises(AssertionError, match="expression_is_true_mart_market_overview"):
+        run_dbt(settings, "test", "--select", "mart_market_overview")
+
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("update prod.facts_coins set rank = 1 where coin_id = 'ethereum'")
+    results = run_dbt(settings, "test", "--select", "facts_coins")
+    warned = [r.node for r in results if r.status == "warn"]
+    assert len(warned) == 1 and warned[0].startswith("no_duplicate_keys_facts_coins_snapshot_at")

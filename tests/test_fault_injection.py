@@ -1,6 +1,6 @@
 """Crash anywhere, lose nothing: real SIGKILLs of real pipeline processes at many points.
 
-Each cycle forks a process running the real `pipeline` flow (tests/crash_tick.py) that
+Each cycle forks a process running the real `pipeline` flow (testkit/crash_tick.py) that
 SIGKILLs itself at a chosen moment: during fetch, during or right after the lake write,
 mid-load, while moving a broken lake file to quarantine, mid-dbt, during publish, or while
 rebuilding a damaged serving copy. A normal tick follows in a new process, and then the

@@ -44,7 +44,7 @@ from flows.core.loading import (
     ManifestEntry,
     WarehouseRefused,
 )
-from flows.core.queries import movers_sql
+from flows.core.queries import QueryParams, movers_sql
 from flows.core.raw_schema import ASSETS, HISTORY, MANIFEST, Kind, RawTable
 from flows.core.settings import BIGQUERY_JOB_TIMEOUT_SECONDS, Settings
 from flows.core.snapshot import ASSET_COLUMNS, HistoryWindow, Snapshot
@@ -578,7 +578,7 @@ class BigQueryReader:
         self.client, self.location = client, location
         self.prod = f"{client.project}.{prod_dataset}"
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def query(self, sql: str, params: QueryParams | None = None) -> pd.DataFrame:
         config = bigquery.QueryJobConfig(
             job_timeout_ms=JOB_TIMEOUT_MS,
             query_parameters=[_parameter(k, v) for k, v in (params or {}).items()],

@@ -101,7 +101,7 @@ class WarmDbt:
         self,
         project_dir: Path,
         *,
-        release: Callable[[], None] = lambda: None,
+        release: Callable[[], None] | None = None,
         on_node: Callable[[DbtNodeResult], None] | None = None,
     ) -> None:
         self.project_dir = project_dir
@@ -118,7 +118,8 @@ class WarmDbt:
         try:
             return runner.invoke([*args, "--quiet", "--no-write-json"])
         finally:
-            self.release()
+            if self.release is not None:
+                self.release()
 
     def manifest(self, target: str, env: dict[str, str]) -> tuple[Any, float]:
         """The parsed project, reusing the last parse while nothing changed."""

@@ -28,10 +28,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import duckdb
 import pandas as pd
+
+from flows.core.queries import QueryParams
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +321,7 @@ def _point_readers_at(serving_dir: Path, name: str) -> None:
 class Reader(Protocol):
     """How the app runs a query: named `$parameters`, a DataFrame back."""
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame: ...
+    def query(self, sql: str, params: QueryParams | None = None) -> pd.DataFrame: ...
 
 
 class ServingReader:
@@ -338,7 +340,7 @@ class ServingReader:
         self._open: dict[Path, _OpenCopy] = {}
         self._reaper: threading.Timer | None = None
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def query(self, sql: str, params: QueryParams | None = None) -> pd.DataFrame:
         path = current_copy(self.serving_dir)
         if path is None:
             raise NoDataYet("nothing has been published yet: run the pipeline once")

@@ -1,5 +1,8 @@
-"""The local/cloud choice, made once: `resolve_target(settings)` returns the `Target`, which
-holds everything that differs between the two, and no other module asks which one it runs on.
+"""The local/cloud choice of the pipeline, made once: `resolve_target(settings)` returns the
+`Target`, which holds everything that differs between the two, so no flow asks which one it
+runs on. (The app, which must run without Prefect, picks its reader by the same setting in
+`flows/adapters/app_reader.py`; on the cloud the CoinCap key may come from a Prefect block,
+`flows/adapters/source.py`.)
 
 A target is a lake, a warehouse (`flows.core.loading.Warehouse`), the dbt profile that builds
 on it, and how the built models are published for the app. Publishing belongs to the target,

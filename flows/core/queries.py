@@ -5,7 +5,12 @@ parameters bound by the caller."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Literal
+
+# What a reader binds to `$name`: the app's and the run summary's queries need no other types.
+QueryParams = Mapping[str, str | int | float | bool | datetime | None]
 
 
 def movers_sql(direction: Literal["gainers", "losers"]) -> str:
