@@ -14,6 +14,7 @@ A test that uses an emulator fixture is end-to-end whatever its module says.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,13 @@ def body_variant(
     body.update(overrides)
     return json.dumps(body).encode()
 
+
+# A shell that runs the tests as a background job (nohup, `&` without job control) starts them
+# with SIGINT ignored, and every process they start would inherit that: `prefect worker start`
+# (which turns SIGTERM into SIGINT for itself) and Ctrl-C'd servers would never stop. A handled
+# signal is reset to the default in a child, so handling it here gives them a terminal's SIGINT.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TIERS = ("unit", "integration", "e2e")
 E2E_FIXTURES = {"gcs_emulator", "bigquery_emulator"}

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -187,6 +188,9 @@ def main() -> None:
         "--start-after", type=int, default=None, help="epoch ms; serve the days after it"
     )
     args = parser.parse_args()
+    # Ctrl-C (SIGINT) stops it even when started from a shell that ignores SIGINT for its
+    # background jobs (the ignore is inherited, and Python then installs no handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO)
     with (
         contextlib.suppress(KeyboardInterrupt),
