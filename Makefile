@@ -1,7 +1,13 @@
 # Cryptolytics: the commands a developer needs. Everything runs from a project-local venv
-# installed from requirements.lock (exact versions), so a fresh machine needs only Python 3.11.
+# installed from requirements.lock (exact versions, hashes checked) by uv, so a fresh machine
+# needs only Python 3.11 (with its pip, which installs uv itself from requirements-uv.lock).
 
 PYTHON ?= python3
+# uv installs every venv here (about 5 s with an empty cache where pip takes minutes)
+UV_DIR := .venv-uv
+UV := $(UV_DIR)/bin/uv
+UV_STAMP := $(UV_DIR)/.installed-$(shell sha1sum requirements-uv.lock | cut -c1-12)
+UV_SYNC = $(UV) pip sync --quiet --require-hashes --python
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
@@ -21,21 +27,32 @@ export DO_NOT_TRACK := 1
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.lock pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+$(UV_STAMP): requirements-uv.lock
+	rm -rf $(UV_DIR)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+		--target $(UV_DIR) -r requirements-uv.lock
+	touch $@
+
+# sync: the venv holds exactly the lock (a removed package goes too), then our code, editable
+# (the worker type's entry point), then dbt's parse for the first tick (flows/runtime/dbt_manifest.py)
+$(STAMP): requirements.lock pyproject.toml | $(UV_STAMP)
+	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV_SYNC) $(BIN)/python requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	rm -rf cryptolytics.egg-info  # setuptools' build leftover: a stale copy shadows the entry points
 	rm -f $(VENV)/.installed-* && touch $@
+	@$(BIN)/python -m flows.runtime.dbt_manifest
 
-install: $(STAMP)  ## create .venv with the pinned dependencies
+install: $(STAMP)  ## create .venv with the pinned dependencies (uv; one line when up to date)
+	@echo "install: $(VENV) matches requirements.lock"
 
-$(TOOLS_STAMP): requirements-tools.lock
-	test -d $(TOOLS) || $(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.lock
+$(TOOLS_STAMP): requirements-tools.lock | $(UV_STAMP)
+	test -x $(TOOLS)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(TOOLS)
+	$(UV_SYNC) $(TOOLS)/bin/python requirements-tools.lock
 	rm -f $(TOOLS)/.installed-* && touch $@
 
 up: install  ## everything: Prefect UI :4200, pipeline every 5 min, analyst app :8501 (Ctrl-C stops)
-	$(BIN)/python -m flows.runtime.stack
+	$(BIN)/python -m flows.runtime.stack $(STACK_ARGS)
 
 tick: install  ## one pipeline run now, from the CLI (uses the server of `make up` if it runs)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.pipeline
@@ -78,9 +95,9 @@ audit:  ## known vulnerabilities in requirements.lock (pip-audit: needs PyPI's J
 		($(PYTHON) -m venv .venv-audit && .venv-audit/bin/pip install --quiet pip-audit)
 	.venv-audit/bin/pip-audit --requirement requirements.lock --no-deps --disable-pip --strict
 
-$(EMULATORS_STAMP): requirements-emulators.lock
-	test -d $(EMULATORS) || $(PYTHON) -m venv $(EMULATORS)
-	$(EMULATORS)/bin/pip install --quiet --disable-pip-version-check -r requirements-emulators.lock
+$(EMULATORS_STAMP): requirements-emulators.lock | $(UV_STAMP)
+	test -x $(EMULATORS)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(EMULATORS)
+	$(UV_SYNC) $(EMULATORS)/bin/python requirements-emulators.lock
 	# DuckDB would download its spatial extension at start: install the one from PyPI
 	$(EMULATORS)/bin/python -c "import duckdb, duckdb_extension_spatial as e, pathlib; \
 		duckdb.sql(f\"install '{pathlib.Path(e.__file__).parent}/extensions/v1.5.5/spatial.duckdb_extension'\")"

@@ -16,6 +16,8 @@ What runs, all on this machine, against 127.0.0.1 only:
    largest size), their ratio, and each app page's queries (p50/p95, cold cache).
 3. Load throughput: one day of snapshots (288 files x 2,000 assets) landing at once after
    an outage, loaded by the real loader.
+4. The first minute (bench/first_minute.py): a fresh clone's `make up` with a warm package
+   cache, and its restart, to each milestone.
 
 The API is the bundled replay, served on 127.0.0.1 by the replay server each tick starts (the
 same HTTP client path as live): real late-2021 prices, 2,000 assets a tick. History is generated
@@ -282,6 +284,7 @@ def main() -> None:
     load_root = base / "load"
     load_root.mkdir()
     results["load"] = load_throughput(load_root)
+    results["first_minute"] = first_minute()
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     results["suite_seconds"] = round(time.perf_counter() - started)
@@ -290,6 +293,17 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {out.relative_to(PROJECT_ROOT)} in {results['suite_seconds']} s")
+
+
+def first_minute() -> list[dict[str, Any]]:
+    """4. A new user's `make up` from a fresh clone with a warm package cache, then a
+    restart (bench/first_minute.py, in its own process: it runs `make` in a clone)."""
+    subprocess.run(
+        [sys.executable, "-m", "bench.first_minute", "--cache", "warm", "--restart"],
+        cwd=PROJECT_ROOT, check=True,
+    )  # fmt: skip
+    runs = json.loads((BENCH_DIR / "results" / "first_minute.json").read_text())["runs"]
+    return [{k: v for k, v in run.items() if k != "terminal"} for run in runs]
 
 
 def report_ticks(tick: dict[str, Any]) -> None:
@@ -339,6 +353,10 @@ def report(results: dict[str, Any]) -> None:
         f"\n== Backlog load: {load['files']} files, {load['rows']:,} rows "
         f"in {load['seconds']} s = {load['rows_per_s']:,} rows/s =="
     )
+    print("\n== First minute: `make up` from a fresh clone (s since `make up`) ==")
+    for run in results["first_minute"]:
+        marks = "  ".join(f"{m} {run[m]}" for m in ("installed", "ui", "app", "first_data"))
+        print(f"  {run['run']:<8}{marks}  (first data target < {run['target_first_data_s']:.0f} s)")
 
 
 if __name__ == "__main__":

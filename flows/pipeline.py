@@ -144,7 +144,8 @@ def pipeline(asset_limit: int | None = None, full_refresh: bool = False) -> Pipe
     started = time.perf_counter()
     try:
         with exclusive_run(settings.lake_lock_path, timeout_seconds=settings.lock_timeout_seconds):
-            extracted: ExtractResult | None = extract_snapshot(source, target.lake, asset_limit)
+            for _ in range(source.snapshots_this_tick(target.lake)):  # >1: the replay's seed
+                extracted: ExtractResult | None = extract_snapshot(source, target.lake, asset_limit)
         extract_error: Exception | None = None
     except Exception as exc:  # load and transform still catch up; re-raised below
         extracted, extract_error = None, exc

@@ -71,7 +71,11 @@ def dbt_build(
     )
     logger.info(
         "dbt: %s, build %.2fs.",
-        f"parsed in {build.parse_seconds:.2f}s" if build.parsed else "warm manifest reused",
+        {
+            "parse": f"parsed in {build.parse_seconds:.2f}s",
+            "cache": f"saved manifest loaded in {build.parse_seconds:.2f}s",
+            "memory": "warm manifest reused",
+        }[build.manifest_from],
         build.build_seconds,
     )
     create_table_artifact(

@@ -113,6 +113,9 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         "CRYPTOLYTICS_SERVING_DIR": str(tmp_path / "serving"),
         "CRYPTOLYTICS_SOURCE": "replay",
         "CRYPTOLYTICS_COINCAP_API_KEY": "",
+        # one replay day per tick from the first: tests count snapshots (test_stack and
+        # test_source check the demo's seed of settings.replay_seed_days)
+        "CRYPTOLYTICS_REPLAY_SEED_DAYS": "1",
         "CRYPTOLYTICS_HTTP_BACKOFF_SECONDS": "0.01",
         "CRYPTOLYTICS_HTTP_TIMEOUT_SECONDS": "2",
     }

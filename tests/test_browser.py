@@ -5,7 +5,6 @@ Screenshots land in test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -17,20 +16,10 @@ import pytest
 
 from flows.core.settings import PROJECT_ROOT, Settings
 from flows.runtime.stack import streamlit_command
+from testkit.browser import CHROMIUM, CHROMIUM_FLAGS
 from testkit.pipeline import replay_bodies, tick
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -118,10 +118,14 @@ def test_images_are_pinned_by_digest_and_packages_by_hash() -> None:
     lock = (PROJECT_ROOT / "requirements.lock").read_text()
     pins = re.findall(r"^[A-Za-z0-9_.\-\[\]]+==\S+", lock, flags=re.MULTILINE)
     assert len(pins) > 100
-    for block in re.split(r"\n(?=[A-Za-z0-9])", lock.strip()):
-        if block.startswith("#"):
-            continue
-        assert "--hash=sha256:" in block, block.splitlines()[0]
+    # every venv make creates is installed from hashes (uv itself, the tools, the emulator)
+    for name in ("requirements.lock", "requirements-uv.lock", "requirements-tools.lock",
+                 "requirements-emulators.lock"):  # fmt: skip
+        text = (PROJECT_ROOT / name).read_text()
+        for block in re.split(r"\n(?=[A-Za-z0-9])", text.strip()):
+            if block.startswith("#"):
+                continue
+            assert "--hash=sha256:" in block, (name, block.splitlines()[0])
 
 
 def test_the_image_has_what_the_services_run_and_code_is_not_the_users() -> None:
@@ -133,8 +137,10 @@ def test_the_image_has_what_the_services_run_and_code_is_not_the_users() -> None
     app = SERVICES["app"]["command"]
     assert (PROJECT_ROOT / app[app.index("run") + 1]).exists()
     assert "USER cryptolytics" in DOCKERFILE  # not root
-    assert "chown -R" not in DOCKERFILE and "chown cryptolytics /app" not in DOCKERFILE
-    chowned = re.search(r"chown cryptolytics (.+)", DOCKERFILE)
+    # the only folder given away whole is dbt's scratch (the parse saved at build, logs)
+    assert re.findall(r"chown -R (.+)", DOCKERFILE) == ["cryptolytics /tmp/dbt"]
+    assert "chown cryptolytics /app" not in DOCKERFILE
+    chowned = re.search(r"chown cryptolytics ([^\\\n]+)", DOCKERFILE)
     assert chowned and set(chowned[1].split()) == {"/data", "/serving", "/prefect"}
 
 
@@ -158,3 +164,17 @@ def test_streamlit_is_configured_in_one_file_every_start_reads() -> None:
             assert flag not in text, f"{where} repeats {flag}"
     assert SERVICES["app"]["environment"]["STREAMLIT_SERVER_ADDRESS"] == "0.0.0.0"
     assert re.search(r"^COPY \.streamlit \./\.streamlit$", DOCKERFILE, flags=re.MULTILINE)
+
+
+def test_the_image_parses_dbt_for_the_worker_compose_runs_by_default() -> None:
+    """The manifest saved at build is keyed by the profile's environment: parsed with the
+    worker's default paths, the first tick of a container loads it instead of parsing."""
+    parse_step = r"(CRYPTOLYTICS_\w+=\S+ [^\n]*\\\n\s*python -m flows.runtime.dbt_manifest)"
+    (parse,) = re.findall(parse_step, DOCKERFILE)
+    built_with = dict(re.findall(r"(CRYPTOLYTICS_\w+)=(\S+)", parse))
+    worker = environment("worker")
+    for name, value in built_with.items():
+        match = INTERPOLATED.fullmatch(worker[name])
+        assert (match.group(3) if match else worker[name]) == value, name
+    assert "DBT_TARGET_PATH=/tmp/dbt/target" in DOCKERFILE  # where the cache is looked for
+    assert "requirements-uv.lock" in DOCKERFILE and "uv pip install --system" in DOCKERFILE

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.adapters.dbt_runner import WarmDbt
+from flows.adapters.dbt_runner import WarmDbt, manifest_cache_dir
 from flows.adapters.duckdb_warehouse import DuckDBWarehouse
 from flows.adapters.targets import resolve_target
 from flows.core.settings import PROJECT_ROOT, Settings
@@ -34,10 +34,43 @@ def test_the_manifest_is_reused_until_a_project_file_changes(
     third = dbt.build(target.dbt_target, target.dbt_env)
 
     assert first.success and second.success and third.success, (first.error, first.failed)
-    assert (first.parsed, second.parsed, third.parsed) == (True, False, True)
+    assert [b.manifest_from for b in (first, second, third)] == ["parse", "memory", "parse"]
     assert second.parse_seconds == 0.0
     assert first.models_built == len(list((project / "models").rglob("*.sql")))
     data_tests = [n for n in first.nodes if n.resource_type == "test"]
     assert len(data_tests) >= 20 and first.tests_passed == len(data_tests)  # every one ran, passed
     assert all(n.resource_type != "unit_test" for n in first.nodes)  # CI runs those, not ticks
     assert set(finished) == {n.node for n in first.nodes}  # every node reported as it finished
+
+
+def test_a_fresh_process_loads_the_saved_parse_and_a_damaged_one_costs_a_parse(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `make install` parses, a new process (a new WarmDbt) loads instead of parsing,
+    keyed by the files' contents: a clone with new time stamps still hits, an edit misses."""
+    monkeypatch.delenv("DBT_TARGET_PATH", raising=False)
+    project = tmp_path / "dbt"
+    shutil.copytree(PROJECT_ROOT / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
+    DuckDBWarehouse(settings.duckdb_path).close()
+    target = resolve_target(settings)
+    installed = WarmDbt(project, release=target.release_dbt)
+    _manifest, source, _seconds = installed.manifest(target.dbt_target, target.dbt_env)
+    assert source == "parse"
+    saved = list(manifest_cache_dir(project).glob("*.msgpack"))
+    assert len(saved) == 1
+
+    for path in project.rglob("*.sql"):  # a fresh clone: same contents, new time stamps
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    fresh = WarmDbt(project, release=target.release_dbt).build(target.dbt_target, target.dbt_env)
+    assert fresh.success, (fresh.error, fresh.failed)
+    assert fresh.manifest_from == "cache"
+    assert fresh.models_built == len(list((project / "models").rglob("*.sql")))
+
+    saved[0].write_bytes(b"\x00 not a manifest")
+    damaged = WarmDbt(project, release=target.release_dbt).build(target.dbt_target, target.dbt_env)
+    assert damaged.success and damaged.manifest_from == "parse"
+
+    other_env = {**target.dbt_env, "DBT_DUCKDB_MEMORY_LIMIT": "1GB"}  # profile input: a miss
+    _m, source, _s = WarmDbt(project).manifest(target.dbt_target, other_env)
+    assert source == "parse"
+    assert len(list(manifest_cache_dir(project).glob("*.msgpack"))) == 2

@@ -87,3 +87,18 @@ def test_live_and_replayed_data_never_share_a_lake(
     monkeypatch.setenv("CRYPTOLYTICS_SOURCE", "coincap")
     monkeypatch.setenv("CRYPTOLYTICS_COINCAP_API_KEY", "sk-test")
     resolve_source(Settings()).check_fits(lake)  # live on a live lake: fine
+
+
+def test_the_replays_first_tick_takes_the_seed_of_days_and_every_later_one_day(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, recorded_assets: bytes
+) -> None:
+    """A new user's first page has 24h and 7d changes at once; after that one day a tick,
+    and live CoinCap is always one snapshot (the market now)."""
+    monkeypatch.setenv("CRYPTOLYTICS_REPLAY_SEED_DAYS", "28")
+    lake = Lake(settings.lake_url)
+    replay = resolve_source(Settings())
+    assert replay.snapshots_this_tick(lake) == 28
+    lake.write_snapshot("replay", RECORDED_TIMESTAMP, recorded_assets)
+    assert replay.snapshots_this_tick(lake) == 1
+    live = resolve_source(Settings(source="coincap", coincap_api_key="k"))
+    assert live.snapshots_this_tick(Lake(f"{settings.lake_url}-live")) == 1

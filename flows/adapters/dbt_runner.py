@@ -1,10 +1,14 @@
-"""dbt in-process, kept warm: parse the project once per process, then build from that
-manifest on every tick.
+"""dbt in-process, kept warm: parse the project once, then build from that manifest on
+every tick.
 
-Parsing is most of the cost of a small incremental build (about 1.5 s of a 3 s build here);
-a long-running deployment process pays it once and again only when a project file, the
-dbt target or the profile's environment changes. Nothing here knows about Prefect: the
-transform flow wraps it in one task and reports the node results (flows/transform.py).
+Parsing is most of the cost of a small incremental build (4-25 s here, against a 2-3 s
+build). A parse is saved to `<dbt target path>/manifests/<fingerprint>.msgpack` (dbt's own
+serialisation, the one its partial parsing uses), keyed by the project files' contents, the
+dbt version, the target and the profile's environment. `make install` parses once
+(`python -m flows.runtime.dbt_manifest`), so even a fresh process's first tick loads the
+manifest in tens of milliseconds; a long-running process keeps it in memory and parses again
+only when one of those inputs changes. Nothing here knows about Prefect: the transform flow
+wraps it in one task and reports the node results (flows/transform.py).
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dbt.cli.main import dbtRunner
+from dbt.contracts.graph.manifest import Manifest
+from dbt.parser.manifest import extended_mashumaro_encoder, extended_mashumuro_decoder
+from dbt.version import __version__ as dbt_version
 
 from flows.core.loading import DbtNodeResult
 
@@ -26,16 +33,22 @@ if TYPE_CHECKING:
     from flows.adapters.targets import Target
 
 PROJECT_FILE_SUFFIXES = (".sql", ".yml", ".yaml", ".csv", ".md")
+KEPT_MANIFESTS = 8  # older parses are deleted (each is about 1 MB)
+ManifestFrom = Literal["memory", "cache", "parse"]
 
 
 @dataclass(frozen=True)
 class DbtBuild:
     success: bool
     nodes: list[DbtNodeResult]
-    parsed: bool  # False when a warm manifest was reused
-    parse_seconds: float
+    manifest_from: ManifestFrom  # kept in memory, loaded from the cache, or parsed now
+    parse_seconds: float  # parsing or loading; 0 from memory
     build_seconds: float
     error: str | None = None
+
+    @property
+    def parsed(self) -> bool:
+        return self.manifest_from == "parse"
 
     @property
     def failed(self) -> list[str]:
@@ -83,15 +96,51 @@ def dbt_environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def project_fingerprint(project_dir: Path, target: str, env: dict[str, str]) -> str:
-    """Changes whenever a parse could give a different manifest."""
-    digest = hashlib.sha1(f"{target}|{sorted(env.items())}".encode())
+    """Changes whenever a parse could give a different manifest: a project file's contents
+    (not its time stamps, so a fresh clone or a copied image hits the cache), the dbt
+    version, the target and the profile's environment (relation names embed them)."""
+    digest = hashlib.sha256(f"{dbt_version}|{target}|{sorted(env.items())}".encode())
     for path in sorted(project_dir.rglob("*")):
         relative = path.relative_to(project_dir)
         if relative.parts[0] in ("target", "logs") or path.suffix not in PROJECT_FILE_SUFFIXES:
             continue
-        stat = path.stat()
-        digest.update(f"{relative}|{stat.st_mtime_ns}|{stat.st_size}".encode())
-    return digest.hexdigest()
+        digest.update(f"{relative.as_posix()}|{path.stat().st_size}|".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def manifest_cache_dir(project_dir: Path) -> Path:
+    """Beside dbt's other parse artifacts: its target path (DBT_TARGET_PATH when set)."""
+    target_path = os.environ.get("DBT_TARGET_PATH")
+    base = Path(target_path) if target_path else project_dir / "target"
+    return (base if base.is_absolute() else project_dir / base) / "manifests"
+
+
+def load_cached_manifest(path: Path) -> Manifest | None:
+    """A saved parse, or None when there is none or it cannot be read (then we parse: a
+    damaged cache file costs one parse, never a tick)."""
+    try:
+        return Manifest.from_msgpack(path.read_bytes(), decoder=extended_mashumuro_decoder)
+    except FileNotFoundError:
+        return None
+    except Exception:  # any unreadable file means the same: parse again
+        path.unlink(missing_ok=True)
+        return None
+
+
+def save_manifest(manifest: Manifest, path: Path) -> None:
+    """Write-once by rename (a reader never sees half a file); the oldest parses beyond
+    KEPT_MANIFESTS go. A read-only folder (the image's code) only means no cache."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_bytes(manifest.to_msgpack(extended_mashumaro_encoder))
+        os.replace(partial, path)
+        saved = sorted(path.parent.glob("*.msgpack"), key=lambda p: p.stat().st_mtime_ns)
+        for old in saved[:-KEPT_MANIFESTS]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return
 
 
 class WarmDbt:
@@ -121,18 +170,25 @@ class WarmDbt:
             if self.release is not None:
                 self.release()
 
-    def manifest(self, target: str, env: dict[str, str]) -> tuple[Any, float]:
-        """The parsed project, reusing the last parse while nothing changed."""
+    def manifest(self, target: str, env: dict[str, str]) -> tuple[Any, ManifestFrom, float]:
+        """The parsed project: the last one in memory while nothing changed, else a saved
+        parse of the same inputs, else a new parse (which is saved for the next process)."""
         fingerprint = project_fingerprint(self.project_dir, target, env)
         if self._manifest is not None and fingerprint == self._fingerprint:
-            return self._manifest, 0.0
+            return self._manifest, "memory", 0.0
         started = time.perf_counter()
-        with dbt_environment({"DO_NOT_TRACK": "1", **env}):
-            parsed = self._invoke(dbtRunner(), self._args(["parse"], target))
-        if not parsed.success:
-            raise RuntimeError(f"dbt could not parse the project: {parsed.exception}")
-        self._manifest, self._fingerprint = parsed.result, fingerprint
-        return self._manifest, time.perf_counter() - started
+        cached = manifest_cache_dir(self.project_dir) / f"{fingerprint}.msgpack"
+        manifest = load_cached_manifest(cached)
+        source: ManifestFrom = "cache"
+        if manifest is None:
+            with dbt_environment({"DO_NOT_TRACK": "1", **env}):
+                parsed = self._invoke(dbtRunner(), self._args(["parse"], target))
+            if not parsed.success:
+                raise RuntimeError(f"dbt could not parse the project: {parsed.exception}")
+            manifest, source = parsed.result, "parse"
+            save_manifest(manifest, cached)
+        self._manifest, self._fingerprint = manifest, fingerprint
+        return manifest, source, time.perf_counter() - started
 
     def build(
         self,
@@ -145,7 +201,7 @@ class WarmDbt:
     ) -> DbtBuild:
         """Build (or only `test`) from the warm manifest. `run_env` is read only while
         running (the tests' scope), so it changes without a new parse."""
-        manifest, parse_seconds = self.manifest(target, env)
+        manifest, manifest_from, parse_seconds = self.manifest(target, env)
         # unit tests check SQL logic, not data: CI runs them (make test), ticks need not
         args = [command, "--exclude-resource-type", "unit_test"]
         if full_refresh:
@@ -158,7 +214,7 @@ class WarmDbt:
         return DbtBuild(
             success=bool(result.success),
             nodes=nodes,
-            parsed=parse_seconds > 0,
+            manifest_from=manifest_from,
             parse_seconds=parse_seconds,
             build_seconds=time.perf_counter() - started,
             error=None if result.exception is None else str(result.exception),

@@ -57,6 +57,13 @@ class Source:
         """What a backfill fetches by default: the last year live, 2021 on the replay."""
         return (now_ms - 365 * DAY_MS, now_ms) if self.live else REPLAY_YEAR
 
+    def snapshots_this_tick(self, lake: Lake) -> int:
+        """Live: one, the market now. The replay's first tick on an empty lake: the seed's
+        days at once (a full dashboard from the first tick), then one day per tick."""
+        if self.live or lake.latest_timestamp("replay") is not None:
+            return 1
+        return self.settings.replay_seed_days
+
     def check_age(self, snapshot: Snapshot, now: datetime) -> None:
         """A live snapshot must be recent (the replay is 2021 by design)."""
         if self.live:

@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         200, ge=1, description="Backfill request rate (CoinCap: ~200/min, ~500 with a key)."
     )
     backfill_concurrency: int = Field(4, ge=1, le=32, description="Backfill requests at once.")
+    replay_seed_days: int = Field(
+        28,
+        ge=1,
+        le=60,
+        description="The replay's first tick on an empty lake takes this many days at once, "
+        "so the demo's first page already has 24h and 7d changes, movers and sparklines "
+        "(every later tick replays one day).",
+    )
     warehouse_memory_limit: str = Field(
         "128MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",

@@ -1,13 +1,16 @@
 """`make up`: the production path on local defaults, in one terminal.
 
-It starts a Prefect server (SQLite, UI on http://127.0.0.1:4200), deploys `prefect.yaml`
-to it (`prefect deploy --all`, the same definitions production uses), starts the same
-worker a production host runs (`prefect worker start --pool cryptolytics`, our warm worker
-type) and the analyst app (http://127.0.0.1:8501), then asks for the first tick at once.
-With the replay and no history yet, it also asks for the demo backfill of 2021.
+It starts the analyst app (http://127.0.0.1:8501), a Prefect server (SQLite, UI on
+http://127.0.0.1:4200) and the same worker a production host runs (`prefect worker start
+--pool cryptolytics`, our warm worker type) at once. When the server answers, `prefect.yaml`
+is deployed to it (`prefect deploy --all`, the definitions production uses; skipped on a
+restart when neither it nor an entrypoint changed), then it asks for the first tick. With
+the replay and no history yet, that tick takes the replay's seed of days
+(settings.replay_seed_days), and the demo backfill of 2021 is asked for when it is done.
 
-The terminal gets one line per finished flow run; everything else goes to `logs/`.
-Ctrl-C, SIGTERM or a closed terminal (SIGHUP) pauses the schedules and stops all of it.
+The terminal gets one line as each part answers (with its URL and the seconds since start)
+and one per finished flow run; everything else goes to `logs/`. Ctrl-C, SIGTERM or a
+closed terminal (SIGHUP) pauses the schedules and stops all of it.
 
     python -m flows.runtime.stack [--port 4200] [--app-port 8501] [--logs logs]
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -23,7 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +38,15 @@ PREFECT_PORT = 4200
 APP_PORT = 8501
 POOL = "cryptolytics"
 DEMO_BACKFILL_COINS = 2000
+
+
+def deploy_stamp() -> Path:
+    """The definitions last deployed to the server of this PREFECT_HOME (its database)."""
+    from prefect.settings import PREFECT_HOME
+
+    return Path(PREFECT_HOME.value()) / "cryptolytics-deployed.sha256"
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -65,17 +78,56 @@ def port_taken(port: int) -> bool:
     return False
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_healthy(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float,
+    meanwhile: Callable[[], None] = lambda: None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"The Prefect server exited (code {process.returncode}); see {log}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
+        if answers(f"{url}/health"):
+            return
+        meanwhile()
+        time.sleep(0.25)
     raise SystemExit(f"The Prefect server did not answer within {timeout:.0f}s; see {log}")
+
+
+class Milestones:
+    """One terminal line as each part of the stack answers, with seconds since the start."""
+
+    def __init__(self, app_url: str, worker_log: Path) -> None:
+        self.started = time.monotonic()
+        self.app_url, self.worker_log = app_url, worker_log
+        self.pending = {"app", "worker"}
+        # logs are appended to: only what this start writes counts
+        self.worker_log_offset = worker_log.stat().st_size if worker_log.exists() else 0
+
+    def say(self, what: str) -> None:
+        print(f"{time.monotonic() - self.started:5.1f}s  {what}", flush=True)
+
+    def check(self) -> None:
+        """Cheap probes, called from the stack's loop until both have answered."""
+        if "app" in self.pending and answers(f"{self.app_url}/_stcore/health"):
+            self.pending.discard("app")
+            self.say(f"Analyst app ready: {self.app_url}")
+        if "worker" in self.pending and self.worker_log.exists():
+            with self.worker_log.open("rb") as log:
+                log.seek(self.worker_log_offset)
+                if b"Warm worker ready" in log.read():
+                    self.pending.discard("worker")
+                    self.say(f"Worker ready: pool {POOL}, flows preloaded")
 
 
 class Children:
@@ -95,14 +147,32 @@ class Children:
         self.started.append((name, child, log))
         return child
 
-    def run(self, name: str, command: list[str], timeout: float = 600) -> None:
-        """A one-off command (deploying); a failure is one line that names its log."""
+    def run(
+        self,
+        name: str,
+        command: list[str],
+        timeout: float = 600,
+        meanwhile: Callable[[], None] = lambda: None,
+    ) -> None:
+        """A one-off command (deploying), with `meanwhile` called while it runs; a failure
+        is one line that names its log."""
         with (self.logs / f"{name}.log").open("ab") as log:
-            done = subprocess.run(
+            child = subprocess.Popen(
                 command, env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, timeout=timeout, check=False,
+                stdin=subprocess.DEVNULL,
             )  # fmt: skip
-        if done.returncode != 0:
+            deadline = time.monotonic() + timeout
+            try:
+                while child.poll() is None:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"`{' '.join(command[2:])}` timed out; see {log.name}")
+                    meanwhile()
+                    time.sleep(0.25)
+            finally:  # a timeout or a stop signal: it does not outlive the stack
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+        if child.returncode != 0:
             raise SystemExit(f"`{' '.join(command[2:])}` failed; see {log.name}")
 
     def dead(self) -> str | None:
@@ -198,9 +268,50 @@ def finished_runs(since: datetime, seen: set[Any]) -> list[str]:
     return lines
 
 
-def start_demo_work(settings: Settings) -> None:
-    """The first tick now; with the replay and no history yet, a year of daily history
-    too. 'Replay' is decided as the flows decide it (`resolve_source`)."""
+def create_work_pool() -> None:
+    """`prefect work-pool create cryptolytics --type cryptolytics --overwrite`, in this
+    process (the CLI costs seconds of imports): the pool exists before the worker polls it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from flows.runtime.warm_worker import WarmProcessWorker
+
+    pool = WorkPoolCreate(
+        name=POOL, type=POOL, base_job_template=WarmProcessWorker.get_default_base_job_template()
+    )
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(pool, overwrite=True)
+
+
+def deployed_definitions() -> tuple[str, set[str]]:
+    """What `prefect deploy --all` reads (prefect.yaml and its entrypoints' files), hashed,
+    and the deployments' names."""
+    import yaml
+
+    spec = PROJECT_ROOT / "prefect.yaml"
+    digest = hashlib.sha256(spec.read_bytes())
+    names = set()
+    for deployment in yaml.safe_load(spec.read_text())["deployments"]:
+        digest.update((PROJECT_ROOT / deployment["entrypoint"].split(":")[0]).read_bytes())
+        names.add(deployment["name"])
+    return digest.hexdigest(), names
+
+
+def deploy_needed(stamp: Path, definitions: str, names: set[str]) -> bool:
+    """A restart skips `prefect deploy --all` (about 10 s here) when it deployed these same
+    definitions to this server before and every deployment is still there."""
+    if not stamp.exists() or stamp.read_text() != definitions:
+        return True
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return not names <= {d.name for d in our_deployments(client)}
+
+
+def start_first_tick(settings: Settings) -> bool:
+    """The first tick now. Returns whether the demo backfill of 2021 is due (the replay,
+    and no history yet): it is asked for once that tick is done, so the two do not share
+    the first minute's CPU. 'Replay' is decided as the flows decide it (`resolve_source`)."""
     from prefect.deployments import run_deployment
 
     from flows.adapters.source import resolve_source
@@ -210,18 +321,24 @@ def start_demo_work(settings: Settings) -> None:
     if not source.live:
         print(
             "No CoinCap API key (CRYPTOLYTICS_COINCAP_API_KEY, or its Secret block on the cloud "
-            "target): the pipeline REPLAYS bundled real 2021 market data, one day per tick. "
+            "target): the pipeline REPLAYS bundled real 2021 market data, one day per tick "
+            f"(the first tick on an empty lake: {settings.replay_seed_days} days). "
             "It is not live data.",
             flush=True,
         )
     run_deployment("pipeline/pipeline", timeout=0)
-    if not source.live and not resolve_target(settings).lake.list_history():
-        run_deployment(
-            "backfill/backfill",
-            parameters={"interval": "d1", "top": DEMO_BACKFILL_COINS},
-            timeout=0,
-        )
-        print(f"Replay demo: backfilling 2021 for the top {DEMO_BACKFILL_COINS} coins.")
+    return not source.live and not resolve_target(settings).lake.list_history()
+
+
+def start_demo_backfill() -> None:
+    from prefect.deployments import run_deployment
+
+    run_deployment(
+        "backfill/backfill",
+        parameters={"interval": "d1", "top": DEMO_BACKFILL_COINS},
+        timeout=0,
+    )
+    print(f"Replay demo: backfilling 2021 for the top {DEMO_BACKFILL_COINS} coins.", flush=True)
 
 
 def main() -> None:
@@ -240,42 +357,63 @@ def main() -> None:
     api_url = f"http://127.0.0.1:{args.port}/api"
     args.logs.mkdir(parents=True, exist_ok=True)
     # PWD: prefect.yaml's pull step records the folder deployed from (`make -C` elsewhere too)
-    children = Children(
-        args.logs, {**os.environ, "PREFECT_API_URL": api_url, "PWD": str(PROJECT_ROOT)}
-    )
+    # the worker asks for due runs every 2 s, not 10: the first tick starts when it is ready
+    env = {"PREFECT_WORKER_QUERY_SECONDS": "2", **os.environ}
+    children = Children(args.logs, {**env, "PREFECT_API_URL": api_url, "PWD": str(PROJECT_ROOT)})
     prefect = [sys.executable, "-m", "prefect"]
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server_up, failed = False, False
+    app_url, ui_url = f"http://127.0.0.1:{args.app_port}", f"http://127.0.0.1:{args.port}"
+    milestones = Milestones(app_url, args.logs / "worker.log")
     with stop_on_signals(), temporary_settings(updates={PREFECT_API_URL: api_url}):
         try:
-            print("Starting the Prefect server, deploying prefect.yaml ...", flush=True)
+            print("Starting the analyst app and the Prefect server ...", flush=True)
+            # all three at once: the app needs nothing else, and a worker given its type
+            # starts (imports, dbt's manifest) before the server answers, then connects
+            children.start("streamlit", streamlit_command(args.app_port))
+            children.start("worker", [*prefect, "worker", "start", "--pool", POOL, "--type", POOL])
             server = children.start(
                 "prefect-server",
                 [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(args.port)],
             )
-            wait_healthy(api_url, server, args.logs / "prefect-server.log", args.startup_timeout)
-            server_up = True
-            children.run("deploy", [*prefect, "work-pool", "create", POOL, "--type", POOL,
-                                    "--overwrite"])  # fmt: skip
-            children.run("deploy", [*prefect, "--no-prompt", "deploy", "--all"])
-            set_schedules(active=True)
-            children.start("worker", [*prefect, "worker", "start", "--pool", POOL])
-            children.start("streamlit", streamlit_command(args.app_port))
-            started = datetime.now(tz=UTC)
-            start_demo_work(settings)
-            print(
-                f"Prefect UI: http://127.0.0.1:{args.port}   Analyst app: "
-                f"http://127.0.0.1:{args.app_port}   (Ctrl-C stops everything; logs in "
-                f"{args.logs})",
-                flush=True,
+            wait_healthy(
+                api_url,
+                server,
+                args.logs / "prefect-server.log",
+                args.startup_timeout,
+                meanwhile=milestones.check,
             )
+            server_up = True
+            milestones.say(f"Prefect UI ready: {ui_url}")
+            create_work_pool()
+            stamp, (definitions, names) = deploy_stamp(), deployed_definitions()
+            if deploy_needed(stamp, definitions, names):
+                stamp.unlink(missing_ok=True)
+                children.run(
+                    "deploy",
+                    [*prefect, "--no-prompt", "deploy", "--all"],
+                    meanwhile=milestones.check,
+                )
+                stamp.write_text(definitions)
+                deployed = "Deployed prefect.yaml"
+            else:
+                deployed = "prefect.yaml is deployed (unchanged)"
+            set_schedules(active=True)
+            milestones.say(f"{deployed}: the pipeline runs every 5 minutes")
+            started = datetime.now(tz=UTC)
+            backfill_due = start_first_tick(settings)
+            print(f"(Ctrl-C stops everything; logs in {args.logs})", flush=True)
             seen: set[Any] = set()
             while (problem := children.dead()) is None:
+                milestones.check()
                 with contextlib.suppress(Exception):  # a busy server: try again next time
                     for line in finished_runs(started, seen):
                         print(line, flush=True)
-                time.sleep(2)
+                        if backfill_due and " pipeline " in line:
+                            start_demo_backfill()
+                            backfill_due = False
+                time.sleep(0.5 if milestones.pending else 2)
             print(problem, file=sys.stderr)
             failed = True
         except Stop as stop:
