@@ -5,9 +5,13 @@ streamlit run streamlit_app/app.py
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="Cryptolytics", page_icon=":material/monitoring:", layout="wide")
+# a file of ours: a Material or emoji icon makes every browser fetch it from Google's CDN
+FAVICON = Path(__file__).with_name("favicon.png")
+st.set_page_config(page_title="Cryptolytics", page_icon=str(FAVICON), layout="wide")
 
 page = st.navigation(
     [

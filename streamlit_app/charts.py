@@ -39,7 +39,7 @@ def price_chart(series: pd.DataFrame) -> alt.Chart:
     rising = len(frame) < 2 or frame["price_usd"].iloc[-1] >= frame["price_usd"].iloc[0]
     return (
         alt.Chart(frame, title="Price (USD)")
-        .mark_line(color=UP if rising else DOWN, interpolate="monotone")
+        .mark_line(color=UP if rising else DOWN)  # straight between samples: no invented moves
         .encode(
             x=_time_axis(),
             y=alt.Y("price_usd:Q", title=None, scale=alt.Scale(zero=False)),
@@ -84,38 +84,55 @@ def rank_chart(series: pd.DataFrame, color_by: str | None = None) -> alt.Chart:
         "y": alt.Y(
             "rank:Q",
             title="Rank",
-            scale=alt.Scale(reverse=True, zero=False),
+            scale=alt.Scale(reverse=True, zero=False, nice=False, domainMin=1),  # rank 1 on top
             axis=alt.Axis(format="d", tickMinStep=1),
         ),
         "tooltip": [alt.Tooltip("observed_at:T", title="time"), alt.Tooltip("rank:Q")],
     }
     mark = alt.Chart(frame, title="Rank by market cap").mark_line(interpolate="step-after")
     if color_by:
-        encoding["color"] = alt.Color(f"{color_by}:N", title=None)
+        encoding["color"] = series_colour(frame, color_by)
         encoding["tooltip"].append(alt.Tooltip(f"{color_by}:N", title="coin"))
         return mark.encode(**encoding)
     return mark.encode(color=alt.value(NEUTRAL), **encoding)
 
 
+def series_colour(frame: pd.DataFrame, field: str) -> alt.Color:
+    """One colour per series from a palette whose first 8 are far apart (Tableau 10), the
+    legend in the order the series were chosen, not alphabetical."""
+    order = list(dict.fromkeys(frame[field]))
+    return alt.Color(
+        f"{field}:N", title=None, sort=order, scale=alt.Scale(scheme="tableau10", domain=order)
+    )
+
+
 def returns_chart(series: pd.DataFrame) -> alt.LayerChart:
-    """Each coin's % return from the start of the range, on one axis."""
+    """Each coin's return from the start of the range, on a log axis (a doubling and a
+    halving are the same distance) labelled in %. Series are named by `coin` when given."""
     frame = _checked(series)
+    name = "coin" if "coin" in frame else "coin_id"
+    frame = frame.assign(growth=1 + frame["return_pct"] / 100)
     lines = (
-        alt.Chart(frame, title="Return since the start of the range (%)")
+        alt.Chart(frame, title="Return since the start of the range (log scale)")
         .mark_line()
         .encode(
             x=_time_axis(),
-            y=alt.Y("return_pct:Q", title="%"),
-            color=alt.Color("coin_id:N", title=None),
+            y=alt.Y(
+                "growth:Q",
+                title="%",
+                scale=alt.Scale(type="log"),
+                axis=alt.Axis(labelExpr="format(datum.value - 1, '+.0%')"),
+            ),
+            color=series_colour(frame, name),
             tooltip=[
-                alt.Tooltip("coin_id:N", title="coin"),
+                alt.Tooltip(f"{name}:N", title="coin"),
                 alt.Tooltip("observed_at:T", title="time"),
                 alt.Tooltip("return_pct:Q", title="return %", format="+.2f"),
             ],
         )
     )
     zero = (
-        alt.Chart(pd.DataFrame({"y": [0]}))
+        alt.Chart(pd.DataFrame({"y": [1.0]}))
         .mark_rule(strokeDash=[4, 4], color="gray")
         .encode(y="y:Q")
     )

@@ -8,6 +8,9 @@
   so a new snapshot shows within a minute of being published and pages stay fast.
 - Long ranges read the hourly and daily rollups, so no query scans the 5-minute history
   beyond the last week and no chart gets more than a few thousand points.
+- Every page reads "as of" the latest snapshot (`as_of()`): series, ranges and extremes end
+  there. Backfilled history can reach past it (the replay's demo backfills all of 2021 while
+  the snapshots are still in January); none of that is shown.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ SERIES_SQL = {
     "facts": """
         select snapshot_at as observed_at, price_usd, market_cap_usd, volume_usd_24hr, rank, supply
         from prod.facts_coins
-        where coin_id = $coin_id and snapshot_at > $since
+        where coin_id = $coin_id and snapshot_at > $since and snapshot_at <= $as_of
         order by observed_at
     """,
     **{
@@ -69,7 +72,7 @@ SERIES_SQL = {
                close_market_cap_usd as market_cap_usd,
                last_volume_usd_24hr as volume_usd_24hr, last_rank as rank, last_supply as supply
         from prod.mart_coin_{granularity}
-        where coin_id = $coin_id and bucket_at > $since
+        where coin_id = $coin_id and bucket_at > $since and bucket_at <= $as_of
         order by observed_at
         """
         for granularity in ("hourly", "daily")
@@ -216,7 +219,11 @@ def coins() -> pd.DataFrame:
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def coin_profile(coin_id: str) -> dict[str, Any] | None:
-    """Attributes, latest figures (if still ranked) and all-time extremes within our data."""
+    """Attributes, latest figures (if still ranked) and all-time extremes within our data,
+    as of the latest snapshot."""
+    as_of_at = as_of()
+    if as_of_at is None:
+        return None
     frame = _query(
         """
         with extremes as (
@@ -228,7 +235,7 @@ def coin_profile(coin_id: str) -> dict[str, Any] | None:
                 arg_min(bucket_at, low_price_usd) as atl_at,
                 count(*) as days_seen
             from prod.mart_coin_daily
-            where coin_id = $coin_id
+            where coin_id = $coin_id and bucket_at <= $as_of
             group by coin_id
         )
         select dim.*, ranking.rank, ranking.price_usd, ranking.change_24h_pct,
@@ -241,6 +248,7 @@ def coin_profile(coin_id: str) -> dict[str, Any] | None:
         where dim.coin_id = $coin_id
         """,
         coin_id=coin_id,
+        as_of=as_of_at,
     )
     return None if frame.empty else frame.iloc[0].to_dict()
 
@@ -250,7 +258,8 @@ def _since(days: int | None, latest: datetime) -> datetime:
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
-def latest_snapshot_at() -> datetime | None:
+def as_of() -> datetime | None:
+    """The latest snapshot: the "now" of every page (nothing after it is shown)."""
     value = _query("select max(snapshot_at) as latest from prod.mart_market_overview")[
         "latest"
     ].iat[0]
@@ -260,12 +269,17 @@ def latest_snapshot_at() -> datetime | None:
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def coin_series(coin_id: str, range_: Range) -> pd.DataFrame:
     """Price, market cap, volume, rank and supply of one coin over a range, at the
-    granularity the range calls for. Ranges end at the latest snapshot."""
+    granularity the range calls for. Ranges end at the latest snapshot (`as_of`)."""
     spec = RANGE_SPECS[range_]
-    latest = latest_snapshot_at()
+    latest = as_of()
     if latest is None:
         return pd.DataFrame()
-    return _query(SERIES_SQL[spec.relation], coin_id=coin_id, since=_since(spec.days, latest))
+    return _query(
+        SERIES_SQL[spec.relation],
+        coin_id=coin_id,
+        since=_since(spec.days, latest),
+        as_of=latest,
+    )
 
 
 def compare_series(coin_ids: tuple[str, ...], range_: Range) -> pd.DataFrame:

@@ -1,8 +1,10 @@
-"""What every page shares: the data-source banner, the empty state, number formatting."""
+"""What every page shares: the data-source banner, the empty state, number formatting,
+plain text for upstream strings, and URL state that is checked, never trusted."""
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -57,10 +59,26 @@ def price(value: float | None) -> str:
 
 
 def pct(value: float | None) -> str:
-    """+1.23% / -4.56%, and an em dash when there is no value (too little history)."""
+    """+1.23% / -4.56%, 0.00% unsigned (no move is neither up nor down), and an em dash
+    when there is no value (too little history)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
+    if round(value, 2) == 0:
+        return "0.00%"
     return f"{value:+.2f}%"
+
+
+def spacing(observed_at: pd.Series, granularity: str) -> str:
+    """What the points of a chart are, from their own spacing: the range's granularity
+    ('5-minute snapshots', 'hourly closes') unless the data are sparser (the daily replay)."""
+    if len(observed_at) < 2:
+        return granularity
+    step = pd.Series(observed_at).sort_values().diff().median()
+    if step >= pd.Timedelta(hours=20) and not granularity.startswith("daily"):
+        return "one point a day (the data hold no finer one here)"
+    if step >= pd.Timedelta(minutes=50) and granularity.startswith("5-minute"):
+        return "about one point an hour"
+    return granularity
 
 
 def age(moment: Any) -> str:
@@ -93,16 +111,58 @@ def minutes_since(moment: Any) -> float | None:
     return (datetime.now(tz=UTC) - then.to_pydatetime()).total_seconds() / 60
 
 
+# What can turn text into markup: links and images ([ ] !), HTML (< >), emphasis and code
+# (* _ ~ `), Streamlit's math ($) and directives (:red[..], :material/x:, :smile:), tables
+# (|), entities (&), headings (#) and the escape itself; a leading + - = starts a list or
+# a heading underline. Escaped with CommonMark's backslash, they show as typed.
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>!~$:|&#])")
+_LEADING_MARK = re.compile(r"^([+\-=])")
+_LEADING_NUMBER = re.compile(r"^(\d+)([.)])")
+MAX_PARAM_CHARS = 500  # no coin id or list of 8 is longer; a longer value is not ours
+
+
+# GitHub-flavoured Markdown links bare URLs and e-mail addresses in text whatever is escaped:
+# an invisible word joiner after the marker keeps them text (shown the same)
+_AUTOLINKS = re.compile(r"(://|www\.|@)", flags=re.IGNORECASE)
+WORD_JOINER = "\u2060"
+
+
+def plain(text: object) -> str:
+    """`text` as it is, inside Markdown: a name from the API (or a URL) cannot become a
+    link, an image the browser fetches, a heading or a Streamlit directive."""
+    escaped = _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
+    escaped = _LEADING_NUMBER.sub(r"\1\\\2", _LEADING_MARK.sub(r"\\\1", escaped))
+    return _AUTOLINKS.sub(lambda found: found[0][0] + WORD_JOINER + found[0][1:], escaped)
+
+
+def link_notice(message: str) -> None:
+    """One sentence on what a shared link asked for and did not get (already plain)."""
+    st.info(message, icon=":material/link_off:")
+
+
 def query_param(name: str, default: str) -> str:
-    return st.query_params.get(name, default)
+    """A URL parameter, or `default` (said on the page) when it is too long to be ours."""
+    value = st.query_params.get(name, default)
+    if len(value) > MAX_PARAM_CHARS:
+        link_notice(
+            f"The link's `{name}` value is {len(value):,} characters long (at most "
+            f"{MAX_PARAM_CHARS}): ignored, showing the default."
+        )
+        return default
+    return value
 
 
 def pick_range(default: data.Range) -> data.Range:
-    """The range buttons, kept in the URL (`?range=1M`) so a view can be shared."""
+    """The range buttons, kept in the URL (`?range=1M`) so a view can be shared; an unknown
+    range in a link is said, then replaced by the default."""
     wanted = query_param("range", default)
-    chosen = st.segmented_control(
-        "Range", data.RANGES, default=wanted if wanted in data.RANGES else default, key="range"
-    )
+    if wanted not in data.RANGES:
+        link_notice(
+            f"The link's range “{plain(wanted[:40])}” is not one of "
+            f"{', '.join(data.RANGES)}: showing {default}."
+        )
+        wanted = default
+    chosen = st.segmented_control("Range", data.RANGES, default=wanted, key="range")
     chosen = chosen or default
     st.query_params["range"] = chosen
     return cast(data.Range, chosen)

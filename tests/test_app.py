@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import streamlit as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st_
 from streamlit.testing.v1 import AppTest
 
 from flows.core.settings import Settings
@@ -156,8 +160,10 @@ def test_coin_page_reads_its_state_from_the_url(replay_days) -> None:
     assert len(app.get("vega_lite_chart")) == 3  # price, cap + volume, rank
     assert f"{REPLAY_DAYS} points: daily closes." in texts(app, "caption")
     assert "no maximum supply" in " ".join(m.value for m in app.markdown)
-    assert "lists no block explorer" in texts(app, "caption")
+    assert "The replayed data carry no block explorer links." in texts(app, "caption")
     assert dict(app.query_params) == {"coin": "ethereum", "range": "ALL"}
+    week = run("coin", coin="ethereum", range="7D")  # 5-minute facts, but the replay is daily
+    assert "points: one point a day (the data hold no finer one here)." in texts(week, "caption")
 
 
 @pytest.mark.usefixtures("replay_app")
@@ -221,3 +227,100 @@ def test_every_page_says_so_when_there_is_no_data_yet(
     st.cache_data.clear()
     app = run(page)
     assert "No data yet" in texts(app, "info")
+
+
+@pytest.fixture(scope="module")
+def ahead_root(tmp_path_factory: pytest.TempPathFactory, replay_days) -> Path:
+    """Nine replay days next to a backfill of Bitcoin's whole 2021: history reaching ten
+    months past the latest snapshot, as the demo's first minutes have it."""
+    from flows.adapters.lake import Lake
+    from flows.adapters.source import REPLAY_YEAR
+    from flows.core.lake_layout import HistoryKey
+    from flows.replay.dataset import ReplayDataset
+    from flows.replay.server import history_body
+
+    root = tmp_path_factory.mktemp("ahead")
+    dataset = ReplayDataset()
+    try:
+        points = dataset.history("bitcoin", *REPLAY_YEAR)
+    finally:
+        dataset.close()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in _env(root).items():
+            patch.setenv(key, value)
+        settings = Settings()
+        key = HistoryKey("replay", "d1", "bitcoin", *REPLAY_YEAR)
+        Lake(settings.lake_url).write_history(key, history_body(points))
+        tick(settings, [("replay", ts, body) for ts, body in replay_days])
+    return root
+
+
+def test_nothing_after_the_latest_snapshot_is_shown(
+    ahead_root: Path, monkeypatch: pytest.MonkeyPatch, replay_days
+) -> None:
+    """Every range and extreme ends at the latest snapshot, though the warehouse holds
+    Bitcoin's daily closes to December (its 2021 high, $67,617 on 2021-11-09, among them)."""
+    from streamlit_app import data
+
+    use(ahead_root, monkeypatch)
+    as_of = data.as_of()
+    assert as_of == datetime.fromtimestamp(replay_days[-1][0] / 1000, tz=UTC).replace(tzinfo=None)
+    held = (
+        data.reader()
+        .query("select max(bucket_at) as last from prod.mart_coin_daily where coin_id = 'bitcoin'")[
+            "last"
+        ]
+        .iat[0]
+    )
+    assert held > as_of + timedelta(days=300)  # the future is in the warehouse ...
+    for range_ in data.RANGES:  # ... and on no chart
+        series = data.coin_series("bitcoin", range_)
+        assert not series.empty and series["observed_at"].max() <= as_of, range_
+    profile = data.coin_profile("bitcoin")
+    assert profile is not None and profile["ath_at"] <= as_of and profile["atl_at"] <= as_of
+    assert profile["ath_price_usd"] < 50_000  # January's high, not November's
+    compared = data.compare_series(("bitcoin", "ethereum"), "ALL")
+    assert compared["observed_at"].max() <= as_of
+
+    for range_ in ("1Y", "ALL"):
+        page = run("coin", coin="bitcoin", range=range_)
+        shown = texts(page, "markdown") + texts(page, "caption")
+        assert "2021-11" not in shown and "67,617" not in shown, shown
+    st.cache_data.clear()
+
+
+@pytest.mark.usefixtures("replay_app")
+def test_a_shared_link_keeps_what_is_valid_and_says_what_it_dropped(replay_days) -> None:
+    ids = list(assets_of(replay_days[-1][1]))
+    nine = run("compare", coins=",".join(ids[:9]), range="1M")
+    assert "1 coin(s) beyond the first 8" in texts(nine, "info")
+    assert list(nine.multiselect[0].value) == ids[:8]
+
+    thirty = run("compare", coins=",".join([*ids[:28], "no-such-coin", "[x](http://a.b)"]))
+    said = texts(thirty, "info")
+    assert "“no-such-coin”" in said and "20 coin(s) beyond the first 8" in said
+    assert "\\[x\\](http\\:\u2060//a.b)" in said  # shown as typed, never a link
+    assert len(thirty.multiselect[0].value) == 8
+
+    unknown = run("coin", coin="no-such-coin", range="5Y")
+    said = texts(unknown, "info")
+    assert "coin “no-such-coin” is not one we hold: showing Bitcoin (BTC)" in said
+    assert "range “5Y” is not one of 1D, 7D, 1M, 3M, 1Y, ALL: showing 7D" in said
+    assert [h.value for h in unknown.header] == ["Bitcoin (BTC)"]
+
+    long = run("coin", coin="a" * 5000)
+    assert "is 5,000 characters long (at most 500)" in texts(long, "info")
+
+
+@pytest.mark.usefixtures("replay_app")
+@hypothesis_settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    page=st_.sampled_from(["market", "coin", "compare", "health"]),
+    key=st_.sampled_from(["coin", "coins", "range", "search", "x"]),
+    value=st_.text(min_size=0, max_size=80) | st_.just(",".join(["bitcoin"] * 40)),
+)
+def test_no_url_reaches_a_traceback(page: str, key: str, value: str) -> None:
+    """Whatever a link carries, every page renders (run() fails on any exception)."""
+    run(page, **{key: value})

@@ -4,6 +4,7 @@ Screenshots land in test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -30,6 +31,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Markdown and HTML in a coin's name, symbol and explorer, as a hostile or broken API could
+# send them: 203.0.113.0/24 is TEST-NET-3 (nothing answers; a request there is the failure)
+OUTSIDE = "203.0.113.9"
+HOSTILE_NAME = (
+    f"Evil ![pixel](http://{OUTSIDE}/pixel.png) [win](http://{OUTSIDE}/win) "
+    f"<img src=http://{OUTSIDE}/img.png> :red[alarm]"
+)
+HOSTILE_SYMBOL = "EV<b>IL</b>"
+HOSTILE_RANK = 10  # its id, history and figures stay; only its latest attributes turn
+
+
+def with_hostile_coin(body: bytes) -> bytes:
+    """The snapshot with its tenth coin renamed hostile (prices and ranks unchanged)."""
+    snapshot = json.loads(body)
+    snapshot["data"][HOSTILE_RANK - 1].update(
+        name=HOSTILE_NAME, symbol=HOSTILE_SYMBOL, explorer="javascript:alert(1)"
+    )
+    return json.dumps(snapshot).encode()
+
+
+def hostile_id() -> str:
+    return json.loads(replay_bodies(8)[-1][1])["data"][HOSTILE_RANK - 1]["id"]
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not Path(CHROMIUM).exists():
@@ -51,7 +76,9 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "CRYPTOLYTICS_SERVING_DIR",
         ):
             patch.setenv(key, env[key])
-        tick(Settings(), [("replay", ts, body) for ts, body in replay_bodies(8)])
+        days = replay_bodies(8)
+        days[-1] = (days[-1][0], with_hostile_coin(days[-1][1]))
+        tick(Settings(), [("replay", ts, body) for ts, body in days])
     port = free_port()
     server = subprocess.Popen(
         streamlit_command(port),
@@ -115,7 +142,7 @@ def test_coin_page_changes_range_and_keeps_it_in_the_url(browser_page, app_url: 
     assert page.get_by_text("8 points: daily closes.").count() == 1
     page.get_by_text("1M", exact=True).click()
     page.wait_for_url("**range=1M**", timeout=30_000)
-    page.get_by_text("points: hourly closes.").wait_for(timeout=30_000)
+    page.get_by_text("points: one point a day").wait_for(timeout=30_000)  # the daily replay
     assert page.locator(".vega-embed").count() == 3
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "coin.png", full_page=True)
@@ -134,3 +161,36 @@ def test_compare_and_health_pages_render(browser_page, app_url: str) -> None:
     assert page.locator("[data-testid='stDataFrame']").count() == 2
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "health.png", full_page=True)
+
+
+def test_a_hostile_coin_name_is_text_and_nothing_is_fetched_from_outside(
+    browser_page, app_url: str
+) -> None:
+    """Every page that shows the hostile coin: its name stays text (no link, no image, no
+    element from it) and the browser asks nothing of any host but 127.0.0.1."""
+    from urllib.parse import urlsplit
+
+    page = browser_page
+    coin = hostile_id()
+    requested: list[str] = []
+
+    def record(request: object) -> None:
+        requested.append(request.url)  # type: ignore[attr-defined]
+
+    page.on("request", record)
+    try:
+        for view in (f"coin?coin={coin}&range=ALL", "", f"compare?coins={coin}"):
+            open_page(page, f"{app_url}/{view}")
+            page.locator(".vega-embed").first.wait_for(timeout=30_000)
+            expect_no_exception(page)
+            assert page.locator(f"img[src*='{OUTSIDE}'], a[href*='{OUTSIDE}']").count() == 0
+            assert page.locator("a[href^='javascript:']").count() == 0
+    finally:
+        page.remove_listener("request", record)
+    open_page(page, f"{app_url}/coin?coin={coin}&range=ALL")
+    heading = page.get_by_role("heading", name="Evil")
+    heading.first.wait_for(timeout=30_000)
+    assert "[win](http:" in heading.first.inner_text()  # as typed, not a link
+    page.screenshot(path=SCREENSHOTS / "hostile-coin.png", full_page=True)
+    hosts = {urlsplit(url).hostname for url in requested if url.startswith(("http", "ws"))}
+    assert hosts == {"127.0.0.1"}, [u for u in requested if "127.0.0.1" not in u]

@@ -88,3 +88,23 @@ def test_snapshots_per_day_shows_gaps_and_missing_days_as_zero() -> None:
 def test_a_chart_refuses_more_points_than_a_browser_should_draw() -> None:
     with pytest.raises(charts.TooManyPoints, match="aggregate first"):
         charts.price_chart(series(charts.MAX_POINTS + 1))
+
+
+def test_compare_names_its_series_in_the_order_chosen_with_distinct_colours() -> None:
+    """Legend by name, in the picker's order (not alphabetical ids), from Tableau 10; rank 1
+    at the top of an axis that starts at 1; returns on a log axis labelled in %."""
+    chosen = ["Tether (USDT)", "Bitcoin (BTC)", "Ethereum (ETH)"]
+    frame = pd.concat([series(4).assign(coin=c, return_pct=0.0) for c in chosen])
+    returns = spec(charts.returns_chart(frame))["layer"][0]["encoding"]
+    assert returns["color"]["field"] == "coin" and returns["color"]["sort"] == chosen
+    assert returns["color"]["scale"] == {"scheme": "tableau10", "domain": chosen}
+    assert returns["y"]["scale"]["type"] == "log" and "%" in returns["y"]["axis"]["labelExpr"]
+    rank = spec(charts.rank_chart(frame, color_by="coin"))["encoding"]
+    assert rank["y"]["scale"]["domainMin"] == 1 and rank["y"]["scale"]["reverse"] is True
+    assert rank["color"]["sort"] == chosen
+
+
+def test_sampled_prices_are_joined_by_straight_lines() -> None:
+    """A smooth curve between daily closes draws moves that never happened."""
+    mark = spec(charts.price_chart(series(5)))["mark"]
+    assert mark.get("interpolate", "linear") == "linear"

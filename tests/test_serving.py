@@ -67,7 +67,7 @@ stop = Path(sys.argv[1])
 seen, errors, reads = {}, [], 0
 while not stop.exists():
     try:
-        latest = data.latest_snapshot_at()
+        latest = data.as_of()
         data.market_summary(); data.ranking("bit", 100, 0.0, "24h %"); data.movers("gainers")
         data.most_traded(); data.coins(); data.coin_profile("bitcoin")
         data.coin_series("bitcoin", "1M"); data.compare_series(("bitcoin", "ethereum"), "7D")

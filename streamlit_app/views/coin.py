@@ -15,7 +15,14 @@ def pick_coin() -> str | None:
     labels = {row.coin_id: f"{row.name} ({row.symbol})" for row in coins.itertuples()}
     wanted = ui.query_param("coin", "bitcoin")
     options = list(labels)
-    index = options.index(wanted) if wanted in labels else 0
+    if wanted not in labels:
+        fallback = "bitcoin" if "bitcoin" in labels else options[0]
+        ui.link_notice(
+            f"The link's coin “{ui.plain(wanted[:40])}” is not one we hold: showing "
+            f"{ui.plain(labels[fallback])}."
+        )
+        wanted = fallback
+    index = options.index(wanted)
     coin_id = st.selectbox("Coin", options, index=index, format_func=labels.__getitem__, key="coin")
     st.query_params["coin"] = coin_id
     return coin_id
@@ -25,7 +32,8 @@ def headline(profile: dict) -> None:
     cols = st.columns(4)
     if pd.isna(profile.get("rank")):
         st.info(
-            f"{profile['name']} is not in the latest ranking: it left the top coins we track. "
+            f"{ui.plain(profile['name'])} is not in the latest ranking: it left the top coins "
+            "we track. "
             f"Last seen {pd.Timestamp(profile['last_seen_at']):%Y-%m-%d %H:%M} UTC; "
             "its history stays below."
         )
@@ -48,11 +56,16 @@ def supply_and_extremes(profile: dict) -> None:
         if pd.isna(supply):
             st.write("CoinCap gives no circulating supply for this coin.")
         elif pd.isna(max_supply):
-            st.write(f"{supply:,.0f} {profile['symbol']} in circulation; no maximum supply.")
+            st.write(
+                f"{supply:,.0f} {ui.plain(profile['symbol'])} in circulation; CoinCap gives "
+                "no maximum supply."
+            )
         else:
-            share = min(supply / max_supply, 1.0)  # both known here (not NA)
+            share = min(max(supply / max_supply, 0.0), 1.0)  # a negative supply is data too
             st.progress(
-                share, text=f"{supply:,.0f} of {max_supply:,.0f} {profile['symbol']} ({share:.1%})"
+                share,
+                text=f"{supply:,.0f} of {max_supply:,.0f} {ui.plain(profile['symbol'])} "
+                f"({share:.1%})",
             )
     with right:
         st.subheader("All-time high and low (our data)")
@@ -72,8 +85,10 @@ def supply_and_extremes(profile: dict) -> None:
                 st.write(f"**{label}** {ui.price(value)} on {pd.Timestamp(at):%Y-%m-%d}{distance}")
             st.caption(f"Within the {int(profile['days_seen'])} day(s) of history we hold.")
     explorer = profile.get("explorer")
-    if isinstance(explorer, str) and explorer:
-        st.link_button("Open in block explorer", explorer)
+    if isinstance(explorer, str) and explorer.startswith(("https://", "http://")):
+        st.link_button("Open in block explorer", explorer)  # never a javascript: link
+    elif data.data_source()["latest_source"] == "replay":
+        st.caption("The replayed data carry no block explorer links.")
     else:
         st.caption("CoinCap lists no block explorer for this coin.")
 
@@ -91,7 +106,7 @@ def charts_for(coin_id: str, range_: data.Range) -> None:
     st.altair_chart(charts.price_chart(series), width="stretch")
     st.altair_chart(charts.market_cap_volume_chart(series), width="stretch")
     st.altair_chart(charts.rank_chart(series), width="stretch")
-    st.caption(f"{len(series):,} points: {spec.granularity}.")
+    st.caption(f"{len(series):,} points: {ui.spacing(series['observed_at'], spec.granularity)}.")
 
 
 if ui.page_start("Coin"):
@@ -101,7 +116,7 @@ if ui.page_start("Coin"):
     if coin_id is None or profile is None:
         st.info("Pick a coin.")
     else:
-        st.header(f"{profile['name']} ({profile['symbol']})")
+        st.header(f"{ui.plain(profile['name'])} ({ui.plain(profile['symbol'])})")
         headline(profile)
         charts_for(coin_id, range_)
         supply_and_extremes(profile)

@@ -84,8 +84,9 @@ def ranking_table() -> None:
             "Market cap": frame["market_cap_usd"],
             "Volume (24h)": frame["volume_usd_24hr"],
             "Supply": frame["supply"],
+            # one point is no line (Streamlit would draw it flat on the cell's border)
             "Last 7 days": frame["sparkline_7d"].map(
-                lambda prices: [] if prices is None else list(prices)
+                lambda prices: [] if prices is None or len(prices) < 2 else list(prices)
             ),
         }
     )

@@ -1,0 +1,47 @@
+"""What the app says in words: changes, the spacing of a chart's points, and upstream text
+kept as text (the browser test proves the last one end to end)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from streamlit_app import ui
+
+pytestmark = pytest.mark.unit
+
+
+def test_no_move_is_neither_up_nor_down() -> None:
+    assert [ui.pct(v) for v in (0.0, 0.004, -0.004, 0.01, -1.5)] == [
+        "0.00%", "0.00%", "0.00%", "+0.01%", "-1.50%",
+    ]  # fmt: skip
+
+
+def test_a_chart_says_what_its_points_are() -> None:
+    minutes = pd.Series(pd.date_range("2026-01-01", periods=12, freq="5min"))
+    days = pd.Series(pd.date_range("2021-01-01", periods=7, freq="D"))
+    assert ui.spacing(minutes, "5-minute snapshots") == "5-minute snapshots"
+    assert ui.spacing(days, "5-minute snapshots").startswith("one point a day")
+    assert ui.spacing(days, "hourly closes").startswith("one point a day")
+    assert ui.spacing(days, "daily closes") == "daily closes"
+    assert ui.spacing(days[:1], "hourly closes") == "hourly closes"
+
+
+@pytest.mark.parametrize(
+    ("hostile", "kept"),
+    [
+        ("[win](http://203.0.113.9/)", "\\[win\\](http\\:\u2060//203.0.113.9/)"),
+        ("![p](x.png)", "\\!\\[p\\](x.png)"),
+        ("<img src=x>", "\\<img src=x>".replace(">", "\\>")),
+        (":red[alarm] :material/home:", "\\:red\\[alarm\\] \\:material/home\\:"),
+        ("# Heading", "\\# Heading"),
+        ("- item", "\\- item"),
+        ("1. first", "1\\. first"),
+        ("$x^2$", "\\$x^2\\$"),
+        ("see www.example.com or a@b.co", "see w\u2060ww.example.com or a@\u2060b.co"),
+        ("two\nlines", "two lines"),
+        ("Bitcoin (BTC)", "Bitcoin (BTC)"),
+    ],
+)
+def test_upstream_text_cannot_become_markup(hostile: str, kept: str) -> None:
+    assert ui.plain(hostile) == kept
