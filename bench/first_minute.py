@@ -94,6 +94,7 @@ class Run:
     app_port: int = field(default_factory=free_port)
     lines: list[tuple[float, str]] = field(default_factory=list)
     reached: dict[str, float] = field(default_factory=dict)
+    shown: str | None = None  # the latest snapshot the app showed at first data
 
     def start(self) -> None:
         self.started = time.monotonic()
@@ -181,7 +182,7 @@ def watch(run: Run, page: object, timeout: float, *, before: str | None = None) 
             shown = latest_snapshot_in_app(page, app_url)
             if shown is not None and shown != before:
                 run.mark("first_data")
-                run.shown = shown  # type: ignore[attr-defined]
+                run.shown = shown
         if "demo_history" not in run.reached and run.completed("backfill"):
             run.mark("demo_history")
         if before is not None and "first_data" in run.reached:
@@ -209,7 +210,7 @@ def measure(cache: str, args: argparse.Namespace, page: object) -> list[dict[str
         run.start()
         try:
             watch(run, page, args.timeout)
-            shown = getattr(run, "shown", None)
+            shown = run.shown
         finally:
             run.stop()
         results.append(summary(cache, run))

@@ -71,9 +71,10 @@ def pct(value: float | None) -> str:
 def spacing(observed_at: pd.Series, granularity: str) -> str:
     """What the points of a chart are, from their own spacing: the range's granularity
     ('5-minute snapshots', 'hourly closes') unless the data are sparser (the daily replay)."""
-    if len(observed_at) < 2:
+    moments = pd.Series(observed_at).drop_duplicates()  # Compare: several coins a moment
+    if len(moments) < 2:
         return granularity
-    step = pd.Series(observed_at).sort_values().diff().median()
+    step = moments.sort_values().diff().median()
     if step >= pd.Timedelta(hours=20) and not granularity.startswith("daily"):
         return "one point a day (the data hold no finer one here)"
     if step >= pd.Timedelta(minutes=50) and granularity.startswith("5-minute"):

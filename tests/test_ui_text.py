@@ -25,6 +25,8 @@ def test_a_chart_says_what_its_points_are() -> None:
     assert ui.spacing(days, "hourly closes").startswith("one point a day")
     assert ui.spacing(days, "daily closes") == "daily closes"
     assert ui.spacing(days[:1], "hourly closes") == "hourly closes"
+    several_coins = pd.concat([days, days, days])  # Compare's frame: one row per coin a day
+    assert ui.spacing(several_coins, "hourly closes").startswith("one point a day")
 
 
 @pytest.mark.parametrize(
