@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows.adapters.source import resolve_source
 from flows.adapters.targets import Target, resolve_target
 from flows.core.loading import HistoryReport, LoadResult
+from flows.core.queries import MoverFilter
 from flows.core.settings import (
     DEAD_LETTER_EVENT,
     TICK_TIMEOUT_SECONDS,
@@ -43,9 +44,9 @@ class PipelineResult:
 
 
 @warehouse_step
-def read_history_report(target: Target) -> HistoryReport:
+def read_history_report(target: Target, mover_filter: MoverFilter) -> HistoryReport:
     with target.open_warehouse() as warehouse:
-        return warehouse.history_report(movers=5)
+        return warehouse.history_report(5, mover_filter)
 
 
 def summary_markdown(result: PipelineResult) -> str:
@@ -164,7 +165,7 @@ def pipeline(asset_limit: int | None = None, full_refresh: bool = False) -> Pipe
         if extract_error is not None:
             raise extract_error
         assert extracted is not None
-        report = read_history_report(target)
+        report = read_history_report(target, settings.mover_filter)
 
     result = PipelineResult(extracted, loaded, transformed, report, seconds)
     announce_dead_letters(result)
@@ -176,7 +177,8 @@ def pipeline(asset_limit: int | None = None, full_refresh: bool = False) -> Pipe
     create_table_artifact(
         key="top-movers",
         table=movers_table(report),
-        description="Top 24h gainers and losers in the latest snapshot",
+        description="Top 24h gainers and losers in the latest snapshot, among coins with "
+        + settings.mover_filter.described(),
     )
     logger.info(
         "Tick done: %d assets fetched, %d rows loaded, %d models built; %s fact rows in history.",

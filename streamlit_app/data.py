@@ -26,7 +26,7 @@ import yaml
 
 from flows.adapters.app_reader import open_app_reader
 from flows.adapters.serving import NoDataYet, Reader
-from flows.core.queries import movers_sql
+from flows.core.queries import MoverFilter, movers_sql
 from flows.core.settings import Settings, get_settings
 
 # A fifth of the 5-minute schedule by default: new snapshots show within a minute.
@@ -184,10 +184,16 @@ def ranking(
     )
 
 
+def mover_filter() -> MoverFilter:
+    """What a coin needs to be a mover (settings; the page states it)."""
+    return get_settings().mover_filter
+
+
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def movers(direction: Literal["gainers", "losers"], limit: int = 10) -> pd.DataFrame:
-    """Top 24h gainers or losers (the same query as the pipeline's run summary)."""
-    return _query(movers_sql(direction), limit=int(limit))
+    """Top 24h gainers or losers among liquid, unflagged coins (the same query and filter
+    as the pipeline's run summary)."""
+    return _query(movers_sql(direction), **mover_filter().params(int(limit)))
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
@@ -240,6 +246,8 @@ def coin_profile(coin_id: str) -> dict[str, Any] | None:
         )
         select dim.*, ranking.rank, ranking.price_usd, ranking.change_24h_pct,
                ranking.market_cap_usd, ranking.volume_usd_24hr, ranking.snapshot_at,
+               ranking.flag_no_volume, ranking.flag_price_without_market_cap,
+               ranking.flag_market_cap_not_price_times_supply,
                extremes.ath_price_usd, extremes.ath_at, extremes.atl_price_usd, extremes.atl_at,
                extremes.days_seen
         from prod.dim_coins as dim

@@ -136,6 +136,29 @@ def test_market_page_shows_the_latest_totals_and_says_replay(replay_days) -> Non
 
 
 @pytest.mark.usefixtures("replay_app")
+def test_movers_are_liquid_unflagged_coins_and_the_page_says_so(replay_days) -> None:
+    """The replay holds coins with $0 of volume and jumps without a market-cap move; the
+    movers are only coins the filter lets through, as the market sites show theirs."""
+    from streamlit_app import data
+
+    latest = assets_of(replay_days[-1][1])
+    illiquid = [c for c, a in latest.items() if float(a.get("volumeUsd24Hr") or 0) < 100_000]
+    assert illiquid  # the filter has something to do
+    for direction in ("gainers", "losers"):
+        movers = data.movers(direction)
+        assert len(movers) == 10
+        assert (movers["volume_usd_24hr"] >= 100_000).all(), direction
+        assert (movers["market_cap_usd"] >= 1_000_000).all(), direction
+        assert not set(movers["coin_id"]) & set(illiquid)
+    ranking = data.reader().query(
+        "select coin_id from prod.mart_latest_ranking where has_quality_flag"
+    )
+    assert set(ranking["coin_id"]).isdisjoint(data.movers("gainers")["coin_id"])
+    said = texts(run(), "caption")
+    assert "Movers: coins with at least $100,000 of 24h volume and $1,000,000 of market cap" in said
+
+
+@pytest.mark.usefixtures("replay_app")
 def test_search_filters_and_hostile_input_is_just_text() -> None:
     app = run()
     app.text_input(key="search").input("ether").run()

@@ -44,7 +44,7 @@ from flows.core.loading import (
     ManifestEntry,
     WarehouseRefused,
 )
-from flows.core.queries import QueryParams, movers_sql
+from flows.core.queries import MoverFilter, QueryParams, movers_sql
 from flows.core.raw_schema import ASSETS, HISTORY, MANIFEST, Kind, RawTable
 from flows.core.settings import BIGQUERY_JOB_TIMEOUT_SECONDS, Settings
 from flows.core.snapshot import ASSET_COLUMNS, HistoryWindow, Snapshot
@@ -397,7 +397,7 @@ class BigQueryDatasets:
         except BadRequest as exc:  # BigQuery refused the rows themselves
             raise WarehouseRefused(f"BigQuery refused the rows: {str(exc)[:300]}") from None
 
-    def history_report(self, movers: int = 5) -> HistoryReport:
+    def history_report(self, movers: int, mover_filter: MoverFilter) -> HistoryReport:
         (row,) = self._query(
             f"select (select count(*) from `{self.prod}.facts_coins`) as facts_rows, "
             f"count(*) as snapshots, max(snapshot_at) as latest "
@@ -406,7 +406,7 @@ class BigQueryDatasets:
 
         def movers_by(direction: Literal["gainers", "losers"]) -> list[dict[str, object]]:
             sql = to_bigquery_sql(movers_sql(direction), self.prod)
-            return [dict(r.items()) for r in self._query(sql, limit=movers)]
+            return [dict(r.items()) for r in self._query(sql, **mover_filter.params(movers))]
 
         return HistoryReport(
             row.facts_rows, row.snapshots, row.latest, movers_by("gainers"), movers_by("losers")

@@ -25,7 +25,7 @@ from flows.core.loading import (
     ManifestEntry,
     WarehouseRefused,
 )
-from flows.core.queries import movers_sql
+from flows.core.queries import MoverFilter, movers_sql
 from flows.core.raw_schema import RAW_TABLES, Kind, RawTable
 from flows.core.snapshot import (
     ASSET_COLUMNS,
@@ -196,7 +196,7 @@ class DuckDBWarehouse:
         )
         return self.con.execute("select count(*) from ops.dead_letters").fetchall()[0][0] - before
 
-    def history_report(self, movers: int = 5) -> HistoryReport:
+    def history_report(self, movers: int, mover_filter: MoverFilter) -> HistoryReport:
         """Read the prod models for a run summary."""
         rows, snapshots, latest = self.con.execute(
             "select (select count(*) from prod.facts_coins), count(*), max(snapshot_at) "
@@ -204,7 +204,7 @@ class DuckDBWarehouse:
         ).fetchall()[0]
 
         def movers_by(direction: Literal["gainers", "losers"]) -> list[dict[str, object]]:
-            cursor = self.con.execute(movers_sql(direction), {"limit": movers})
+            cursor = self.con.execute(movers_sql(direction), mover_filter.params(movers))
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 

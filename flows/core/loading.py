@@ -37,6 +37,7 @@ from flows.core.lake_layout import (
     history_key,
     source_of,
 )
+from flows.core.queries import MoverFilter
 from flows.core.snapshot import (
     HistoryWindow,
     InvalidSnapshot,
@@ -167,7 +168,7 @@ class Warehouse(Protocol):
 
     def models_predate_load_seq(self) -> bool: ...
 
-    def history_report(self, movers: int) -> HistoryReport: ...
+    def history_report(self, movers: int, mover_filter: MoverFilter) -> HistoryReport: ...
 
     def apply_retention(self, days: int) -> int: ...
 

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.core.queries import MoverFilter
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 TargetName = Literal["local", "cloud"]
@@ -106,6 +108,12 @@ class Settings(BaseSettings):
         200, ge=1, description="Backfill request rate (CoinCap: ~200/min, ~500 with a key)."
     )
     backfill_concurrency: int = Field(4, ge=1, le=32, description="Backfill requests at once.")
+    movers_min_volume_usd: float = Field(
+        100_000, ge=0, description="Movers need at least this 24h volume (USD)."
+    )
+    movers_min_market_cap_usd: float = Field(
+        1_000_000, ge=0, description="Movers need at least this market cap (USD)."
+    )
     replay_seed_days: int = Field(
         28,
         ge=1,
@@ -183,6 +191,10 @@ class Settings(BaseSettings):
     @property
     def api_key(self) -> str | None:
         return self.coincap_api_key.get_secret_value() if self.coincap_api_key else None
+
+    @property
+    def mover_filter(self) -> MoverFilter:
+        return MoverFilter(self.movers_min_volume_usd, self.movers_min_market_cap_usd)
 
     @property
     def pipeline_lock_path(self) -> Path:

@@ -48,6 +48,26 @@ def headline(profile: dict) -> None:
     cols[3].metric("Volume (24h)", ui.usd(profile["volume_usd_24hr"]))
 
 
+QUALITY_FLAGS = {
+    "flag_no_volume": "no 24h volume: nobody traded it, so its price is not a market price",
+    "flag_price_without_market_cap": "its price moved 50% or more in 24 h while its market "
+    "cap moved less than 5%: a source error more likely than a move",
+    "flag_market_cap_not_price_times_supply": "its market cap is more than 50% away from "
+    "price x supply",
+}
+
+
+def quality_flags(profile: dict) -> None:
+    """What the models flag in the latest snapshot (movers leave flagged coins out)."""
+    raised = [text for flag, text in QUALITY_FLAGS.items() if profile.get(flag) is True]
+    if raised:
+        st.warning(
+            "**Data-quality flags** in the latest snapshot: " + "; ".join(raised) + ". "
+            "It is left out of the movers.",
+            icon=":material/flag:",
+        )
+
+
 def supply_and_extremes(profile: dict) -> None:
     left, right = st.columns(2)
     with left:
@@ -118,5 +138,6 @@ if ui.page_start("Coin"):
     else:
         st.header(f"{ui.plain(profile['name'])} ({ui.plain(profile['symbol'])})")
         headline(profile)
+        quality_flags(profile)
         charts_for(coin_id, range_)
         supply_and_extremes(profile)

@@ -50,7 +50,7 @@ def gaps(frame: pd.DataFrame) -> None:
         "was taken then, and none is made up (CoinCap keeps no past `/assets` snapshots; "
         "the backfill flow can add the hourly prices)."
     )
-    st.dataframe(frame, hide_index=True, width="stretch")
+    table(frame)
 
 
 def source_info() -> None:
@@ -87,6 +87,42 @@ def last_build(health: dict) -> None:
     )
 
 
+# Every table on this page with words for headers, times to the second, seconds to a
+# hundredth and an empty cell (not "None") where there is nothing
+_TIME = "YYYY-MM-DD HH:mm:ss"
+COLUMNS = {
+    "last_before": st.column_config.DatetimeColumn("Last snapshot before", format=_TIME),
+    "first_after": st.column_config.DatetimeColumn("First snapshot after", format=_TIME),
+    "minutes_missing": st.column_config.NumberColumn("Minutes missing", format="%d"),
+    "recorded_at": st.column_config.DatetimeColumn("Recorded", format=_TIME),
+    "stage": st.column_config.TextColumn("Stage"),
+    "source": st.column_config.TextColumn("Source"),
+    "item": st.column_config.TextColumn("Item"),
+    "reason": st.column_config.TextColumn("Reason", width="large"),
+    "kept_at": st.column_config.TextColumn("Kept at"),
+    "check_name": st.column_config.TextColumn("Check"),
+    "status": st.column_config.TextColumn("Status"),
+    "message": st.column_config.TextColumn("Message", width="large"),
+    "node": st.column_config.TextColumn("Node"),
+    "resource_type": st.column_config.TextColumn("Type"),
+    "seconds": st.column_config.NumberColumn("Seconds", format="%.2f"),
+    "model": st.column_config.TextColumn("Model"),
+    "row_count": st.column_config.NumberColumn("Rows", format="localized"),
+}
+
+
+def table(frame: pd.DataFrame) -> None:
+    """A health table as the page shows them all (see COLUMNS)."""
+    text = frame.select_dtypes(["object", "string"]).columns
+    shown = frame.assign(**{column: frame[column].fillna("") for column in text})  # no "None"
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config={k: v for k, v in COLUMNS.items() if k in frame},
+    )
+
+
 def dead_letters(health: dict) -> None:
     st.subheader("Dead letters")
     frame, count = health["dead_letters"], health["dead_letter_count"]
@@ -98,7 +134,7 @@ def dead_letters(health: dict) -> None:
         f"{count:,} item(s) refused by a stage{shown}. Each went to the lake's quarantine "
         "(or was left out of its snapshot) with its reason; the pipeline went on without it."
     )
-    st.dataframe(frame, hide_index=True, width="stretch")
+    table(frame)
 
 
 def audit(frame: pd.DataFrame) -> None:
@@ -115,7 +151,7 @@ def audit(frame: pd.DataFrame) -> None:
             f"{when}: {len(failing)} of {len(frame)} checks failed. They do not hold ticks "
             "(which test only what they add); fix the rows or the lake files they name."
         )
-    st.dataframe(frame.drop(columns=["run_at"]), hide_index=True, width="stretch")
+    table(frame.drop(columns=["run_at"]))
 
 
 def dbt_results(results: pd.DataFrame) -> None:
@@ -128,7 +164,7 @@ def dbt_results(results: pd.DataFrame) -> None:
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
     when = pd.Timestamp(results["run_at"].iat[0]).strftime("%Y-%m-%d %H:%M UTC")
     (st.error if not failing.empty else st.success)(f"{when}: {summary}.")
-    st.dataframe(results.drop(columns=["run_at"]), hide_index=True, width="stretch")
+    table(results.drop(columns=["run_at"]))
 
 
 if ui.page_start("Pipeline health"):
@@ -142,5 +178,5 @@ if ui.page_start("Pipeline health"):
     dead_letters(health)
     audit(health["audit"])
     st.subheader("Rows per model")
-    st.dataframe(health["model_rows"], hide_index=True, width="stretch")
+    table(health["model_rows"])
     dbt_results(health["dbt_results"])

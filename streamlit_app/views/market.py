@@ -117,7 +117,7 @@ def movers_tables() -> None:
         frame = data.movers(direction)
         column.subheader(title)
         if frame.empty:
-            column.info("Needs a day of history.")
+            column.info("No coin passes the filter below yet (it needs a day of history).")
             continue
         column.dataframe(
             pd.DataFrame(
@@ -131,6 +131,10 @@ def movers_tables() -> None:
             hide_index=True,
             width="stretch",
         )
+    st.caption(
+        f"Movers: coins with {data.mover_filter().described()} (a coin page lists "
+        "its flags). Set CRYPTOLYTICS_MOVERS_MIN_VOLUME_USD and _MIN_MARKET_CAP_USD to change."
+    )
 
 
 if ui.page_start("Market"):

@@ -1,6 +1,9 @@
 {#- The latest ranking with price changes computed from our own history. A change is the
     price now against the newest snapshot at least `minutes` older and at most
-    `tolerance_minutes` older than that; with no such snapshot it is null, never invented. -#}
+    `tolerance_minutes` older than that; with no such snapshot it is null, never invented.
+    Data-quality flags mark what no analyst should read as a market move: no 24h volume, a
+    price jump the market cap did not make (a source error: the cap is price x supply), and
+    a market cap far from price x supply. Movers leave flagged coins out. -#}
 {%- set horizons = [
     {'name': '1h', 'minutes': 60, 'tolerance_minutes': 6},
     {'name': '24h', 'minutes': 1440, 'tolerance_minutes': 144},
@@ -54,7 +57,8 @@ sparklines as (
 
         select
             facts.coin_id,
-            facts.price_usd
+            facts.price_usd,
+            facts.market_cap_usd
         from facts
         inner join references_at on facts.snapshot_at = references_at.at_{{ horizon.name }}
 
@@ -69,7 +73,7 @@ latest as (
 
 ),
 
-final as (
+changes as (
 
     select
         latest.rank,
@@ -81,6 +85,8 @@ final as (
             100 * (latest.price_usd - price_{{ horizon.name }}.price_usd)
             / price_{{ horizon.name }}.price_usd as change_{{ horizon.name }}_pct,
         {% endfor -%}
+        100 * (latest.market_cap_usd - price_24h.market_cap_usd)
+        / nullif(price_24h.market_cap_usd, 0) as market_cap_change_24h_pct,
         latest.change_percent_24hr as api_change_24h_pct,
         latest.market_cap_usd,
         latest.volume_usd_24hr,
@@ -99,6 +105,32 @@ final as (
     {% for horizon in horizons -%}
         left join price_{{ horizon.name }} on price_{{ horizon.name }}.coin_id = latest.coin_id
     {% endfor %}
+
+),
+
+flagged as (
+
+    select
+        *,
+        coalesce(volume_usd_24hr, 0) = 0 as flag_no_volume,
+        coalesce(
+            abs(change_24h_pct) >= 50 and abs(market_cap_change_24h_pct) < 5, false
+        ) as flag_price_without_market_cap,
+        coalesce(
+            abs(market_cap_usd / nullif(price_usd * supply, 0) - 1) > 0.5, false
+        ) as flag_market_cap_not_price_times_supply
+    from changes
+
+),
+
+final as (
+
+    select
+        *,
+        flag_no_volume
+        or flag_price_without_market_cap
+        or flag_market_cap_not_price_times_supply as has_quality_flag
+    from flagged
 
 )
 
