@@ -76,6 +76,12 @@ def market_cap_volume_chart(series: pd.DataFrame) -> alt.LayerChart:
     )
 
 
+def rank_ticks(worst: int, most: int = 7) -> list[int]:
+    """Rank 1, then round steps down to the worst rank shown: 1, 20, 40 ... or 1, 2, 3."""
+    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if worst / s < most)
+    return [1, *range(step, worst + 1, step)] if step > 1 else list(range(1, worst + 1))
+
+
 def rank_chart(series: pd.DataFrame, color_by: str | None = None) -> alt.Chart:
     """Rank over time, rank 1 at the top (the dashboard this app replaces never showed it)."""
     frame = _checked(series)
@@ -84,8 +90,10 @@ def rank_chart(series: pd.DataFrame, color_by: str | None = None) -> alt.Chart:
         "y": alt.Y(
             "rank:Q",
             title="Rank",
-            scale=alt.Scale(reverse=True, zero=False, nice=False, domainMin=1),  # rank 1 on top
-            axis=alt.Axis(format="d", tickMinStep=1),
+            # rank 1 on top, off the frame's edge; the ticks are ranks (a padded scale
+            # would tick a rank 0 that no coin has)
+            scale=alt.Scale(reverse=True, zero=False, nice=False, domainMin=1, padding=6),
+            axis=alt.Axis(format="d", values=rank_ticks(int(frame["rank"].fillna(1).max()))),
         ),
         "tooltip": [alt.Tooltip("observed_at:T", title="time"), alt.Tooltip("rank:Q")],
     }
@@ -120,7 +128,8 @@ def returns_chart(series: pd.DataFrame) -> alt.LayerChart:
             y=alt.Y(
                 "growth:Q",
                 title="%",
-                scale=alt.Scale(type="log"),
+                # not nice: a log scale rounds its domain out to powers of ten (-90%..+900%)
+                scale=alt.Scale(type="log", nice=False, padding=8),
                 axis=alt.Axis(labelExpr="format(datum.value - 1, '+.0%')"),
             ),
             color=series_colour(frame, name),
@@ -182,7 +191,7 @@ def snapshots_per_day_chart(per_day: pd.DataFrame) -> alt.Chart:
                 title=None,
                 axis=alt.Axis(labelOverlap=True, labelAngle=0, format="%b %d"),
             ),
-            y=alt.Y("snapshots:Q", title="snapshots"),
+            y=alt.Y("snapshots:Q", title="snapshots", axis=alt.Axis(format="d", tickMinStep=1)),
             color=alt.Color(
                 "status:N",
                 scale=alt.Scale(

@@ -34,6 +34,26 @@ def page_start(title: str) -> bool:
     return True
 
 
+REPLAY_HAS_NO_INTRADAY = (
+    "The daily replay has one snapshot a day, so it cannot fill what needs intraday "
+    "snapshots: the 1h change and the 1D range. A live source (a CoinCap API key) takes one "
+    "every 5 minutes and fills both."
+)
+
+
+def replaying() -> bool:
+    """True when the latest snapshot is replayed (daily) data."""
+    return bool(data.data_source()["latest_source"] == "replay")
+
+
+def too_few_points(range_: str, what: str) -> None:
+    """Why a range has nothing to draw, truthfully: on the replay, 1D never fills."""
+    if range_ == "1D" and replaying():
+        st.info(f"{REPLAY_HAS_NO_INTRADAY} Try 7D or longer.")
+    else:
+        st.info(f"{what} Try a longer range, or come back after a few more pipeline runs.")
+
+
 def _day(value: Any) -> str:
     return "?" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d")
 

@@ -130,8 +130,14 @@ def test_market_page_shows_the_latest_totals_and_says_replay(replay_days) -> Non
     ranking, gainers, losers = (frame.value for frame in app.dataframe)
     assert len(ranking) == 100
     assert ranking["Coin"].iloc[0] == "Bitcoin (BTC)"
-    assert ranking["7d %"].iloc[0] != "—"  # nine days of history: the 7d change exists
+    # numbers, so the header sorts them as numbers; nine days of history fill the 7d change
+    assert ranking["24h %"].dtype == ranking["7d %"].dtype == "float64"
+    assert ranking["7d %"].notna().iloc[0]
+    # the daily replay can never fill a 1h change: no column promises one, and the page says why
+    assert "1h %" not in ranking
+    assert ui.REPLAY_HAS_NO_INTRADAY in texts(app, "caption")
     assert (len(gainers), len(losers)) == (10, 10)
+    assert gainers["24h %"].is_monotonic_decreasing and losers["24h %"].is_monotonic_increasing
     assert len(app.get("vega_lite_chart")) == 1  # most traded
 
 
@@ -156,6 +162,11 @@ def test_movers_are_liquid_unflagged_coins_and_the_page_says_so(replay_days) -> 
     assert set(ranking["coin_id"]).isdisjoint(data.movers("gainers")["coin_id"])
     said = texts(run(), "caption")
     assert "Movers: coins with at least $100,000 of 24h volume and $1,000,000 of market cap" in said
+
+    # a coin nobody traded says so on its page; a traded one carries no flag
+    untraded = next(c for c, a in latest.items() if float(a.get("volumeUsd24Hr") or 0) == 0)
+    assert "no 24h volume: nobody traded it" in texts(run("coin", coin=untraded), "warning")
+    assert "Data-quality flags" not in texts(run("coin", coin="bitcoin"), "warning")
 
 
 @pytest.mark.usefixtures("replay_app")
@@ -187,6 +198,9 @@ def test_coin_page_reads_its_state_from_the_url(replay_days) -> None:
     assert dict(app.query_params) == {"coin": "ethereum", "range": "ALL"}
     week = run("coin", coin="ethereum", range="7D")  # 5-minute facts, but the replay is daily
     assert "points: one point a day (the data hold no finer one here)." in texts(week, "caption")
+    day = run("coin", coin="ethereum", range="1D")  # never fills on the replay: said so
+    assert ui.REPLAY_HAS_NO_INTRADAY in texts(day, "info")
+    assert "come back after a few more pipeline runs" not in texts(day, "info")
 
 
 @pytest.mark.usefixtures("replay_app")
@@ -211,6 +225,8 @@ def test_live_coin_with_max_supply_and_explorer() -> None:
     assert "of 21,000,000 BTC" in app.get("progress")[0].proto.text
     assert app.get("link_button")[0].proto.url == "https://blockchain.info/"
     assert "3 points: 5-minute snapshots." in texts(app, "caption")
+    ranking = run().dataframe[0].value
+    assert ranking["1h %"].dtype == "float64"  # live: the 1h column is there, as numbers
 
 
 @pytest.mark.usefixtures("replay_app")
@@ -237,6 +253,8 @@ def test_health_page_shows_freshness_days_model_rows_and_dbt_results(replay_days
     assert "Source: replay" in " ".join(m.value for m in app.markdown)
     assert f"{REPLAY_DAYS} day(s) replayed so far" in " ".join(m.value for m in app.markdown)
     model_rows = app.dataframe[0].value.set_index("model")["row_count"]
+    headers = json.loads(app.dataframe[0].proto.columns)  # words, not column names
+    assert (headers["model"]["label"], headers["row_count"]["label"]) == ("Model", "Rows")
     assert model_rows["prod.facts_coins"] == facts
     dbt_results = app.dataframe[1].value
     assert set(dbt_results["status"]) == {"pass", "success"}

@@ -120,13 +120,15 @@ def open_page(page, url: str) -> None:
 
 def expect_no_exception(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0
+    # the viewer's toolbar (.streamlit/config.toml): no Deploy button for analysts
+    assert page.get_by_role("button", name="Deploy").count() == 0
 
 
 def test_market_page_renders_table_charts_and_replay_banner(browser_page, app_url: str) -> None:
     page = browser_page
     open_page(page, app_url)
     page.get_by_text("Replay, not live data").wait_for(timeout=30_000)
-    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
+    page.locator("[data-testid='stDataFrame']").nth(2).wait_for(timeout=30_000)  # + movers
     page.locator(".vega-embed").first.wait_for(timeout=30_000)
     assert page.locator("[data-testid='stDataFrame']").count() == 3
     assert page.locator("[data-testid='stMetric']").count() == 4

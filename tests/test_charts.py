@@ -83,6 +83,8 @@ def test_snapshots_per_day_shows_gaps_and_missing_days_as_zero() -> None:
         (0, "missing"),
         (288, "complete"),
     ]
+    # snapshots are counted: the axis has no 0.2 of one (the replay has one a day)
+    assert chart["encoding"]["y"]["axis"] == {"format": "d", "tickMinStep": 1}
 
 
 def test_a_chart_refuses_more_points_than_a_browser_should_draw() -> None:
@@ -108,3 +110,10 @@ def test_sampled_prices_are_joined_by_straight_lines() -> None:
     """A smooth curve between daily closes draws moves that never happened."""
     mark = spec(charts.price_chart(series(5)))["mark"]
     assert mark.get("interpolate", "linear") == "linear"
+
+
+def test_rank_ticks_are_ranks_from_one() -> None:
+    assert charts.rank_ticks(3) == [1, 2, 3]
+    assert charts.rank_ticks(133) == [1, 20, 40, 60, 80, 100, 120]
+    assert charts.rank_ticks(2000)[:2] == [1, 500] and len(charts.rank_ticks(2000)) <= 7
+    assert all(len(charts.rank_ticks(worst)) <= 7 for worst in range(1, 3000))

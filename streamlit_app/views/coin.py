@@ -107,7 +107,7 @@ def supply_and_extremes(profile: dict) -> None:
     explorer = profile.get("explorer")
     if isinstance(explorer, str) and explorer.startswith(("https://", "http://")):
         st.link_button("Open in block explorer", explorer)  # never a javascript: link
-    elif data.data_source()["latest_source"] == "replay":
+    elif ui.replaying():
         st.caption("The replayed data carry no block explorer links.")
     else:
         st.caption("CoinCap lists no block explorer for this coin.")
@@ -117,10 +117,10 @@ def charts_for(coin_id: str, range_: data.Range) -> None:
     series = data.coin_series(coin_id, range_)
     spec = data.RANGE_SPECS[range_]
     if len(series) < 2:
-        st.info(
+        ui.too_few_points(
+            range_,
             f"{'One snapshot' if len(series) == 1 else 'No data'} in this range: "
-            "a chart needs two. "
-            "Try a longer range, or come back after a few more pipeline runs."
+            "a chart needs two.",
         )
         return
     st.altair_chart(charts.price_chart(series), width="stretch")

@@ -42,7 +42,7 @@ if ui.page_start("Compare"):
         series["coin"] = series["coin_id"].map(labels)
         series = series.sort_values("coin_id", key=lambda ids: ids.map(chosen.index), kind="stable")
         if series.groupby("coin_id").size().max() < 2 if not series.empty else True:
-            st.info("Not enough history in this range to compare: try a longer range.")
+            ui.too_few_points(range_, "Not enough history in this range to compare.")
         else:
             st.altair_chart(charts.returns_chart(series), width="stretch")
             st.altair_chart(charts.rank_chart(series, color_by="coin"), width="stretch")

@@ -55,9 +55,29 @@ def global_bar() -> None:
     st.caption(f"Latest snapshot: **{latest}** ({ui.age(now['snapshot_at'])}).{note}")
 
 
-def _colour(change: str) -> str:
-    """Green up, red down, grey when unknown; `change` is ui.pct's text."""
-    return {"+": "color: #16a34a", "-": "color: #dc2626"}.get(change[:1], "color: gray")
+def _colour(change: float) -> str:
+    """Green up, red down, grey for no move (what ui.pct shows as an unsigned 0.00%)."""
+    if pd.isna(change) or round(change, 2) == 0:
+        return "color: gray"
+    return "color: #16a34a" if change > 0 else "color: #dc2626"
+
+
+NUMBER_FORMATS = {
+    "Price": ui.price,
+    "Market cap": ui.usd,
+    "Volume (24h)": ui.usd,
+    "Supply": "{:,.0f}",
+}
+
+
+def _styled(table: pd.DataFrame) -> Any:
+    """Numbers stay numbers (a header click sorts them as such); the Styler only shows them
+    as the rest of the app writes them, with changes coloured."""
+    changes = [column for column in CHANGE_COLUMNS if column in table]
+    formats = {k: v for k, v in NUMBER_FORMATS.items() if k in table}
+    return table.style.map(_colour, subset=changes).format(
+        {**formats, **dict.fromkeys(changes, ui.pct)}, na_rep="—"
+    )
 
 
 def ranking_table() -> None:
@@ -77,10 +97,10 @@ def ranking_table() -> None:
             "#": frame["rank"],
             "Coin": frame["name"] + " (" + frame["symbol"] + ")",
             "Price": frame["price_usd"],
-            # as text: Streamlit shows a null number as "None" whatever the Styler says
-            "1h %": frame["change_1h_pct"].map(ui.pct),
-            "24h %": frame["change_24h_pct"].map(ui.pct),
-            "7d %": frame["change_7d_pct"].map(ui.pct),
+            # numbers, so a click on the header sorts by the change (the Styler shows ui.pct)
+            "1h %": frame["change_1h_pct"],
+            "24h %": frame["change_24h_pct"],
+            "7d %": frame["change_7d_pct"],
             "Market cap": frame["market_cap_usd"],
             "Volume (24h)": frame["volume_usd_24hr"],
             "Supply": frame["supply"],
@@ -90,10 +110,12 @@ def ranking_table() -> None:
             ),
         }
     )
-    formats = {"Price": ui.price, "Market cap": ui.usd, "Volume (24h)": ui.usd, "Supply": "{:,.0f}"}
-    styled = table.style.map(_colour, subset=list(CHANGE_COLUMNS)).format(formats, na_rep="—")
+    replay = ui.replaying()
+    if replay:  # one snapshot a day: a column that could never fill is not shown
+        table = table.drop(columns=["1h %"])
+    changes = [column for column in CHANGE_COLUMNS if column in table]
     st.dataframe(
-        styled,
+        _styled(table),
         hide_index=True,
         width="stretch",
         column_config={
@@ -102,8 +124,9 @@ def ranking_table() -> None:
         },
     )
     st.caption(
-        f"{len(frame):,} coins. 1h/24h/7d changes come from our own history; "
-        "'—' means the history is too short for that horizon."
+        f"{len(frame):,} coins. {'/'.join(c.removesuffix(' %') for c in changes)} changes come "
+        "from our own history; a faded None means the history is too short for that horizon."
+        + (f" {ui.REPLAY_HAS_NO_INTRADAY}" if replay else "")
     )
 
 
@@ -120,13 +143,15 @@ def movers_tables() -> None:
             column.info("No coin passes the filter below yet (it needs a day of history).")
             continue
         column.dataframe(
-            pd.DataFrame(
-                {
-                    "Coin": frame["name"] + " (" + frame["symbol"] + ")",
-                    "Price": frame["price_usd"].map(ui.price),
-                    "24h %": frame["change_24h_pct"].map(ui.pct),
-                    "Volume (24h)": frame["volume_usd_24hr"].map(ui.usd),
-                }
+            _styled(
+                pd.DataFrame(
+                    {
+                        "Coin": frame["name"] + " (" + frame["symbol"] + ")",
+                        "Price": frame["price_usd"],
+                        "24h %": frame["change_24h_pct"],
+                        "Volume (24h)": frame["volume_usd_24hr"],
+                    }
+                )
             ),
             hide_index=True,
             width="stretch",
