@@ -132,6 +132,9 @@ def main() -> None:
         CRYPTOLYTICS_LAKE_URL=str(root / "lake"),
         DO_NOT_TRACK="1",
     )
+    # the first build is a full refresh of all the history at once (a tick builds only its
+    # batch within the default 128MB); as the README says, raise the limit for that
+    os.environ.setdefault("CRYPTOLYTICS_WAREHOUSE_MEMORY_LIMIT", "4GB")
     from flows.adapters.serving import publish
     from flows.core.settings import get_settings
 

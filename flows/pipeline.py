@@ -26,6 +26,7 @@ from flows.core.settings import (
     TICK_TIMEOUT_SECONDS,
     get_settings,
 )
+from flows.core.text import plain
 from flows.extract import ExtractResult, extract_snapshot
 from flows.load import load_pending_files
 from flows.runtime.cli import finish
@@ -98,7 +99,8 @@ def movers_table(report: HistoryReport) -> list[dict[str, object]]:
                 {
                     "kind": kind,
                     "rank": mover["rank"],
-                    "coin": f"{mover['name']} ({mover['symbol']})",
+                    # the Prefect UI renders a string cell as Markdown: the name is data
+                    "coin": plain(f"{mover['name']} ({mover['symbol']})"),
                     "price_usd": f"{mover['price_usd']:.6g}",
                     "change_24h_pct": round(float(str(mover["change_24h_pct"])), 2),
                     "volume_usd_24h": f"{mover['volume_usd_24hr'] or 0:,.0f}",

@@ -34,6 +34,7 @@ from flows.core.settings import (
     Settings,
     get_settings,
 )
+from flows.core.text import plain
 from flows.runtime.cli import finish
 from flows.runtime.locking import exclusive_run
 from flows.runtime.steps import dbt_step, warehouse_step
@@ -86,7 +87,7 @@ def dbt_build(
                 "type": n.resource_type,
                 "status": n.status,
                 "seconds": round(n.seconds, 3),
-                "message": n.message or "",
+                "message": plain(n.message or ""),  # may quote data; the UI renders Markdown
             }
             for n in build.nodes
         ],

@@ -4,13 +4,13 @@ plain text for upstream strings, and URL state that is checked, never trusted.""
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import pandas as pd
 import streamlit as st
 
+from flows.core.text import plain as plain  # the pages write ui.plain
 from streamlit_app import data
 
 
@@ -132,28 +132,7 @@ def minutes_since(moment: Any) -> float | None:
     return (datetime.now(tz=UTC) - then.to_pydatetime()).total_seconds() / 60
 
 
-# What can turn text into markup: links and images ([ ] !), HTML (< >), emphasis and code
-# (* _ ~ `), Streamlit's math ($) and directives (:red[..], :material/x:, :smile:), tables
-# (|), entities (&), headings (#) and the escape itself; a leading + - = starts a list or
-# a heading underline. Escaped with CommonMark's backslash, they show as typed.
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>!~$:|&#])")
-_LEADING_MARK = re.compile(r"^([+\-=])")
-_LEADING_NUMBER = re.compile(r"^(\d+)([.)])")
 MAX_PARAM_CHARS = 500  # no coin id or list of 8 is longer; a longer value is not ours
-
-
-# GitHub-flavoured Markdown links bare URLs and e-mail addresses in text whatever is escaped:
-# an invisible word joiner after the marker keeps them text (shown the same)
-_AUTOLINKS = re.compile(r"(://|www\.|@)", flags=re.IGNORECASE)
-WORD_JOINER = "\u2060"
-
-
-def plain(text: object) -> str:
-    """`text` as it is, inside Markdown: a name from the API (or a URL) cannot become a
-    link, an image the browser fetches, a heading or a Streamlit directive."""
-    escaped = _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
-    escaped = _LEADING_NUMBER.sub(r"\1\\\2", _LEADING_MARK.sub(r"\\\1", escaped))
-    return _AUTOLINKS.sub(lambda found: found[0][0] + WORD_JOINER + found[0][1:], escaped)
 
 
 def link_notice(message: str) -> None:

@@ -47,3 +47,25 @@ def test_a_chart_says_what_its_points_are() -> None:
 )
 def test_upstream_text_cannot_become_markup(hostile: str, kept: str) -> None:
     assert ui.plain(hostile) == kept
+
+
+HOSTILE = "Evil ![p](http://203.0.113.9/p.png) [win](http://203.0.113.9/) <img src=x.png>"
+
+
+def test_the_prefect_movers_artifact_keeps_a_coin_name_as_text() -> None:
+    """The Prefect UI renders every string cell of a table artifact as Markdown (its
+    ArtifactDataTable), so the run summary's coin names are escaped like the app's."""
+    from markdown_it import MarkdownIt
+
+    from flows.core.loading import HistoryReport
+    from flows.pipeline import movers_table
+
+    mover = {
+        "rank": 10, "name": HOSTILE, "symbol": "EV<b>IL</b>", "price_usd": 1.0,
+        "change_24h_pct": 5.0, "volume_usd_24hr": 1e6,
+    }  # fmt: skip
+    (row,) = movers_table(HistoryReport(1, 1, None, [mover], []))
+    html = MarkdownIt("commonmark").render(str(row["coin"]))
+    assert "<a" not in html and "<img" not in html and "<b>" not in html
+    assert "Evil !" in html and "EV&lt;b&gt;IL&lt;/b&gt;" in html  # shown as typed
+    assert "<img" in MarkdownIt("commonmark").render(HOSTILE)  # what escaping prevents
