@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -126,6 +127,14 @@ def main() -> None:
     args = parser.parse_args()
 
     root = args.workdir or Path(tempfile.mkdtemp(prefix="cryptolytics-bench-"))
+    try:
+        run(args, root)
+    finally:
+        if args.workdir is None:  # 90 days is 4.5 GB: a run leaves nothing behind
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, root: Path) -> None:
     os.environ.update(
         CRYPTOLYTICS_DUCKDB_PATH=str(root / "warehouse.duckdb"),
         CRYPTOLYTICS_SERVING_DIR=str(root / "serving"),
