@@ -78,7 +78,8 @@ def market_cap_volume_chart(series: pd.DataFrame) -> alt.LayerChart:
 
 def rank_ticks(worst: int, most: int = 7) -> list[int]:
     """Rank 1, then round steps down to the worst rank shown: 1, 20, 40 ... or 1, 2, 3."""
-    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if worst / s < most)
+    steps = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+    step = next((s for s in steps if worst / s < most), 10_000)
     return [1, *range(step, worst + 1, step)] if step > 1 else list(range(1, worst + 1))
 
 

@@ -246,8 +246,9 @@ def coin_profile(coin_id: str) -> dict[str, Any] | None:
         )
         select dim.*, ranking.rank, ranking.price_usd, ranking.change_24h_pct,
                ranking.market_cap_usd, ranking.volume_usd_24hr, ranking.snapshot_at,
-               ranking.flag_no_volume, ranking.flag_price_without_market_cap,
-               ranking.flag_market_cap_not_price_times_supply,
+               ranking.flag_no_volume, ranking.flag_volume_unknown,
+               ranking.flag_price_without_market_cap, ranking.flag_supply_jump,
+               ranking.flag_implausible_move,
                extremes.ath_price_usd, extremes.ath_at, extremes.atl_price_usd, extremes.atl_at,
                extremes.days_seen
         from prod.dim_coins as dim

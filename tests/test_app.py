@@ -4,6 +4,7 @@ an analyst sees: numbers, rows, banners, empty states."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -156,16 +157,36 @@ def test_movers_are_liquid_unflagged_coins_and_the_page_says_so(replay_days) -> 
         assert (movers["volume_usd_24hr"] >= 100_000).all(), direction
         assert (movers["market_cap_usd"] >= 1_000_000).all(), direction
         assert not set(movers["coin_id"]) & set(illiquid)
-    ranking = data.reader().query(
-        "select coin_id from prod.mart_latest_ranking where has_quality_flag"
+    # the last replayed day has liquid coins whose supply jumped: every mover passes the
+    # floors, so only the flag keeps them out
+    flagged = set(
+        data.reader().query(
+            "select coin_id from prod.mart_latest_ranking where has_quality_flag "
+            "and volume_usd_24hr >= 100000 and market_cap_usd >= 1000000"
+        )["coin_id"]
     )
-    assert set(ranking["coin_id"]).isdisjoint(data.movers("gainers")["coin_id"])
-    said = texts(run(), "caption")
-    assert "Movers: coins with at least $100,000 of 24h volume and $1,000,000 of market cap" in said
+    assert flagged
+    everyone = set(data.movers("gainers", limit=2000)["coin_id"])
+    assert everyone and flagged.isdisjoint(everyone)
+    captions = texts(run(), "caption")
+    assert ui.plain("Movers: coins with at least $100,000 of 24h volume and $1,000,000") in captions
+    assert not re.search(r"(?<!\\)\$", captions)  # two bare $ would make LaTeX of the text
 
-    # a coin nobody traded says so on its page; a traded one carries no flag
+    # a coin nobody traded and a coin whose supply jumped say so on their pages
     untraded = next(c for c, a in latest.items() if float(a.get("volumeUsd24Hr") or 0) == 0)
-    assert "no 24h volume: nobody traded it" in texts(run("coin", coin=untraded), "warning")
+    assert "nobody traded it, so its price is not a market price" in texts(
+        run("coin", coin=untraded), "warning"
+    )
+    jumped = (
+        data.reader()
+        .query(
+            "select min(coin_id) as coin_id from prod.mart_latest_ranking where flag_supply_jump"
+        )["coin_id"]
+        .iat[0]
+    )
+    assert "its supply changed by more than 50% in 24 h" in texts(
+        run("coin", coin=jumped), "warning"
+    )
     assert "Data-quality flags" not in texts(run("coin", coin="bitcoin"), "warning")
 
 
@@ -255,6 +276,8 @@ def test_health_page_shows_freshness_days_model_rows_and_dbt_results(replay_days
     model_rows = app.dataframe[0].value.set_index("model")["row_count"]
     headers = json.loads(app.dataframe[0].proto.columns)  # words, not column names
     assert (headers["model"]["label"], headers["row_count"]["label"]) == ("Model", "Rows")
+    results = json.loads(app.dataframe[1].proto.columns)  # dbt's results: seconds to 0.01
+    assert results["seconds"]["type_config"]["format"] == "%.2f"
     assert model_rows["prod.facts_coins"] == facts
     dbt_results = app.dataframe[1].value
     assert set(dbt_results["status"]) == {"pass", "success"}

@@ -132,6 +132,13 @@ def test_market_page_renders_table_charts_and_replay_banner(browser_page, app_ur
     page.locator(".vega-embed").first.wait_for(timeout=30_000)
     assert page.locator("[data-testid='stDataFrame']").count() == 3
     assert page.locator("[data-testid='stMetric']").count() == 4
+    # the grid holds the changes as numbers (its cells' data, which it sorts by), shown
+    # formatted; as text, "+7.08%" would sort before "+28.93%"
+    ranking = page.locator("[data-testid='stDataFrame']").first
+    column = ranking.locator("th", has_text="24h %").get_attribute("aria-colindex")
+    cells = ranking.locator(f"tbody td[aria-colindex='{column}']").all_inner_texts()
+    assert len(cells) >= 5
+    [float(cell) for cell in cells if cell]  # ValueError on "+7.08%"
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "market.png", full_page=True)
 

@@ -101,8 +101,10 @@ def test_compare_names_its_series_in_the_order_chosen_with_distinct_colours() ->
     assert returns["color"]["field"] == "coin" and returns["color"]["sort"] == chosen
     assert returns["color"]["scale"] == {"scheme": "tableau10", "domain": chosen}
     assert returns["y"]["scale"]["type"] == "log" and "%" in returns["y"]["axis"]["labelExpr"]
+    assert returns["y"]["scale"]["nice"] is False  # nice on log: -90%..+900% for a 5% move
     rank = spec(charts.rank_chart(frame, color_by="coin"))["encoding"]
     assert rank["y"]["scale"]["domainMin"] == 1 and rank["y"]["scale"]["reverse"] is True
+    assert rank["y"]["axis"]["values"][0] == 1  # ticks are ranks: no rank 0 on the axis
     assert rank["color"]["sort"] == chosen
 
 

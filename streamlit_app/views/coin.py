@@ -49,11 +49,14 @@ def headline(profile: dict) -> None:
 
 
 QUALITY_FLAGS = {
-    "flag_no_volume": "no 24h volume: nobody traded it, so its price is not a market price",
+    "flag_no_volume": "its 24h volume is $0: nobody traded it, so its price is not a market price",
+    "flag_volume_unknown": "the source gives no 24h volume for it, so nothing says it trades",
     "flag_price_without_market_cap": "its price moved 50% or more in 24 h while its market "
-    "cap moved less than 5%: a source error more likely than a move",
-    "flag_market_cap_not_price_times_supply": "its market cap is more than 50% away from "
-    "price x supply",
+    "cap moved less than 5%: a source error or a redenomination more likely than a move",
+    "flag_supply_jump": "its supply changed by more than 50% in 24 h (an unlock, a "
+    "redenomination or a source error): its market cap and rank did not move with the market",
+    "flag_implausible_move": "its price moved more than 1,000% in 24 h: check it against "
+    "another source before reading it as a move",
 }
 
 
@@ -62,7 +65,7 @@ def quality_flags(profile: dict) -> None:
     raised = [text for flag, text in QUALITY_FLAGS.items() if profile.get(flag) is True]
     if raised:
         st.warning(
-            "**Data-quality flags** in the latest snapshot: " + "; ".join(raised) + ". "
+            "**Data-quality flags** in the latest snapshot: " + ui.plain("; ".join(raised)) + ". "
             "It is left out of the movers.",
             icon=":material/flag:",
         )

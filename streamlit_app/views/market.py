@@ -156,9 +156,11 @@ def movers_tables() -> None:
             hide_index=True,
             width="stretch",
         )
-    st.caption(
-        f"Movers: coins with {data.mover_filter().described()} (a coin page lists "
-        "its flags). Set CRYPTOLYTICS_MOVERS_MIN_VOLUME_USD and _MIN_MARKET_CAP_USD to change."
+    st.caption(  # plain: "$100,000 ... $1,000,000" would be LaTeX between two $ signs
+        ui.plain(
+            f"Movers: coins with {data.mover_filter().described()} (a coin page lists its "
+            "flags). Set CRYPTOLYTICS_MOVERS_MIN_VOLUME_USD and _MIN_MARKET_CAP_USD to change."
+        )
     )
 
 

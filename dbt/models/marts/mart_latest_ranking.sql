@@ -1,9 +1,17 @@
 {#- The latest ranking with price changes computed from our own history. A change is the
     price now against the newest snapshot at least `minutes` older and at most
     `tolerance_minutes` older than that; with no such snapshot it is null, never invented.
-    Data-quality flags mark what no analyst should read as a market move: no 24h volume, a
-    price jump the market cap did not make (a source error: the cap is price x supply), and
-    a market cap far from price x supply. Movers leave flagged coins out. -#}
+    Data-quality flags mark what no analyst should read as a market move (the movers leave
+    flagged coins out; a coin page lists its flags):
+    - no_volume: a 24h volume of 0, nobody traded it; volume_unknown: the source gives none;
+    - price_without_market_cap: the price moved 50 % or more in 24h and the market cap (price
+      x supply) under 5 %: a source error or a redenomination (the replay's EverRise,
+      +3,858,272 % in a day with its cap unchanged);
+    - supply_jump: the supply changed by more than 50 % in 24h (an unlock, a redenomination
+      or a source error), so the cap and rank moved for another reason than the market;
+    - implausible_move: more than +-1,000 % in 24h (ours, or CoinCap's where our history is
+      too short): over the 2021 replay every day's top gainer above it is a source error.
+    CoinCap's market cap is supply x price by definition, so no flag compares the two. -#}
 {%- set horizons = [
     {'name': '1h', 'minutes': 60, 'tolerance_minutes': 6},
     {'name': '24h', 'minutes': 1440, 'tolerance_minutes': 144},
@@ -58,7 +66,8 @@ sparklines as (
         select
             facts.coin_id,
             facts.price_usd,
-            facts.market_cap_usd
+            facts.market_cap_usd,
+            facts.supply
         from facts
         inner join references_at on facts.snapshot_at = references_at.at_{{ horizon.name }}
 
@@ -87,6 +96,8 @@ changes as (
         {% endfor -%}
         100 * (latest.market_cap_usd - price_24h.market_cap_usd)
         / nullif(price_24h.market_cap_usd, 0) as market_cap_change_24h_pct,
+        100 * (latest.supply - price_24h.supply)
+        / nullif(price_24h.supply, 0) as supply_change_24h_pct,
         latest.change_percent_24hr as api_change_24h_pct,
         latest.market_cap_usd,
         latest.volume_usd_24hr,
@@ -112,13 +123,15 @@ flagged as (
 
     select
         *,
-        coalesce(volume_usd_24hr, 0) = 0 as flag_no_volume,
+        coalesce(volume_usd_24hr = 0, false) as flag_no_volume,
+        volume_usd_24hr is null as flag_volume_unknown,
         coalesce(
             abs(change_24h_pct) >= 50 and abs(market_cap_change_24h_pct) < 5, false
         ) as flag_price_without_market_cap,
+        coalesce(abs(supply_change_24h_pct) > 50, false) as flag_supply_jump,
         coalesce(
-            abs(market_cap_usd / nullif(price_usd * supply, 0) - 1) > 0.5, false
-        ) as flag_market_cap_not_price_times_supply
+            abs(coalesce(change_24h_pct, api_change_24h_pct)) > 1000, false
+        ) as flag_implausible_move
     from changes
 
 ),
@@ -128,8 +141,10 @@ final as (
     select
         *,
         flag_no_volume
+        or flag_volume_unknown
         or flag_price_without_market_cap
-        or flag_market_cap_not_price_times_supply as has_quality_flag
+        or flag_supply_jump
+        or flag_implausible_move as has_quality_flag
     from flagged
 
 )
