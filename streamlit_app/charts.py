@@ -4,6 +4,7 @@ so each is unit-tested on its own. Data arrive already aggregated to the range's
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import altair as alt
@@ -77,9 +78,11 @@ def market_cap_volume_chart(series: pd.DataFrame) -> alt.LayerChart:
 
 
 def rank_ticks(worst: int, most: int = 7) -> list[int]:
-    """Rank 1, then round steps down to the worst rank shown: 1, 20, 40 ... or 1, 2, 3."""
-    steps = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-    step = next((s for s in steps if worst / s < most), 10_000)
+    """Rank 1, then round steps (1, 2 or 5 times a power of ten) down to the worst rank
+    shown: 1, 20, 40 ... or 1, 2, 3. At most `most` ticks whatever the rank (the API may
+    send any rank up to 2**31 - 1)."""
+    steps = (factor * 10**power for power in itertools.count() for factor in (1, 2, 5))
+    step = next(s for s in steps if worst / s < most)
     return [1, *range(step, worst + 1, step)] if step > 1 else list(range(1, worst + 1))
 
 

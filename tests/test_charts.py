@@ -119,3 +119,4 @@ def test_rank_ticks_are_ranks_from_one() -> None:
     assert charts.rank_ticks(133) == [1, 20, 40, 60, 80, 100, 120]
     assert charts.rank_ticks(2000)[:2] == [1, 500] and len(charts.rank_ticks(2000)) <= 7
     assert all(len(charts.rank_ticks(worst)) <= 7 for worst in range(1, 3000))
+    assert len(charts.rank_ticks(2**31 - 1)) <= 7  # the largest rank the loader accepts

@@ -76,7 +76,7 @@ def _styled(table: pd.DataFrame) -> Any:
     changes = [column for column in CHANGE_COLUMNS if column in table]
     formats = {k: v for k, v in NUMBER_FORMATS.items() if k in table}
     return table.style.map(_colour, subset=changes).format(
-        {**formats, **dict.fromkeys(changes, ui.pct)}, na_rep="—"
+        {**formats, **dict.fromkeys(changes, ui.pct)}
     )
 
 
