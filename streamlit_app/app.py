@@ -16,6 +16,7 @@ st.set_page_config(page_title="Cryptolytics", page_icon=str(FAVICON), layout="wi
 page = st.navigation(
     [
         st.Page("views/market.py", title="Market", icon=":material/public:", default=True),
+        st.Page("views/history.py", title="Market history", icon=":material/show_chart:"),
         st.Page("views/coin.py", title="Coin", icon=":material/currency_bitcoin:"),
         st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("views/health.py", title="Pipeline health", icon=":material/monitor_heart:"),

@@ -211,3 +211,74 @@ def snapshots_per_day_chart(per_day: pd.DataFrame) -> alt.Chart:
             ],
         )
     )
+
+
+def _market_tooltip(field: str, title: str, fmt: str) -> list[alt.Tooltip]:
+    return [
+        alt.Tooltip("observed_at:T", title="time"),
+        alt.Tooltip(f"{field}:Q", title=title, format=fmt),
+        alt.Tooltip("asset_count:Q", title="coins behind it", format=","),
+    ]
+
+
+def market_totals_chart(history: pd.DataFrame) -> alt.VConcatChart:
+    """Total market cap above total 24h volume, each point with the number of coins summed;
+    a row of nulls (data.with_gaps) breaks the lines where snapshots are missing."""
+    frame = _checked(history)
+    base = alt.Chart(frame).encode(x=_time_axis())
+    cap = (
+        base.mark_line(color=NEUTRAL)
+        .encode(
+            y=alt.Y(
+                "total_market_cap_usd:Q",
+                title="Total market cap",
+                axis=MONEY_AXIS,
+                scale=alt.Scale(zero=False),
+            ),
+            tooltip=_market_tooltip("total_market_cap_usd", "market cap", "$,.0f"),
+        )
+        .properties(height=220)
+    )
+    volume = (
+        base.mark_line(color="#a855f7")
+        .encode(
+            y=alt.Y("total_volume_usd_24hr:Q", title="24h volume", axis=MONEY_AXIS),
+            tooltip=_market_tooltip("total_volume_usd_24hr", "24h volume", "$,.0f"),
+        )
+        .properties(height=160)
+    )
+    return alt.vconcat(cap, volume).properties(title="The whole market")
+
+
+DOMINANCE = {
+    "btc_dominance_pct": "Bitcoin",
+    "eth_dominance_pct": "Ethereum",
+    "stablecoin_dominance_pct": "USD stablecoins",
+}
+
+
+def dominance_chart(history: pd.DataFrame) -> alt.Chart:
+    """The share of the total cap held by BTC, ETH and the USD stablecoins, one named line
+    each (nulls stay nulls: a gap, or a share not measured then)."""
+    frame = _checked(history)
+    long = frame.melt(
+        id_vars=["observed_at", "asset_count"],
+        value_vars=list(DOMINANCE),
+        var_name="share",
+        value_name="pct",
+    ).assign(share=lambda f: f["share"].map(DOMINANCE))
+    return (
+        alt.Chart(long, title="Dominance (% of the total market cap)")
+        .mark_line()
+        .encode(
+            x=_time_axis(),
+            y=alt.Y("pct:Q", title="%", scale=alt.Scale(zero=True)),
+            color=series_colour(long, "share"),
+            tooltip=[
+                alt.Tooltip("share:N"),
+                alt.Tooltip("observed_at:T", title="time"),
+                alt.Tooltip("pct:Q", title="share %", format=".2f"),
+                alt.Tooltip("asset_count:Q", title="coins behind it", format=","),
+            ],
+        )
+    )

@@ -291,6 +291,75 @@ def coin_series(coin_id: str, range_: Range) -> pd.DataFrame:
     )
 
 
+# The whole market over a range: every snapshot up to 7D, then the last snapshot of each
+# hour or day (the unit is from this whitelist, never from input).
+MARKET_BUCKETS: dict[str, str | None] = {"facts": None, "hourly": "hour", "daily": "day"}
+MARKET_COLUMNS = """total_market_cap_usd, total_volume_usd_24hr, asset_count,
+               btc_dominance_pct, eth_dominance_pct, stablecoin_dominance_pct"""
+
+
+def _market_history_sql(unit: str | None) -> str:
+    if unit is None:
+        return f"""
+        select snapshot_at as observed_at, {MARKET_COLUMNS}
+        from prod.mart_market_overview
+        where snapshot_at > $since and snapshot_at <= $as_of
+        order by observed_at
+        """
+    return f"""
+        select date_trunc('{unit}', snapshot_at) as observed_at, {MARKET_COLUMNS}
+        from prod.mart_market_overview
+        where snapshot_at > $since and snapshot_at <= $as_of
+        qualify row_number() over (
+            partition by date_trunc('{unit}', snapshot_at) order by snapshot_at desc
+        ) = 1
+        order by observed_at
+        """
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def market_history(range_: Range) -> pd.DataFrame:
+    """Total cap, 24h volume, dominance and the number of coins behind each point, from our
+    own snapshots, over a range that ends at the latest snapshot; a missed stretch is a gap
+    (a row of nulls), never a line drawn across it."""
+    spec = RANGE_SPECS[range_]
+    latest = as_of()
+    if latest is None:
+        return pd.DataFrame()
+    frame = _query(
+        _market_history_sql(MARKET_BUCKETS[spec.relation]),
+        since=_since(spec.days, latest),
+        as_of=latest,
+    )
+    return with_gaps(frame, MARKET_STEPS[spec.relation])
+
+
+MARKET_STEPS = {
+    "facts": pd.Timedelta(minutes=SCHEDULE_MINUTES),
+    "hourly": pd.Timedelta(hours=1),
+    "daily": pd.Timedelta(days=1),
+}
+
+
+def with_gaps(frame: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
+    """A row of nulls inside every stretch longer than twice the usual spacing, so a line
+    stops there. The usual spacing is the range's step or the data's own, if sparser (the
+    daily replay on 7D is one point a day, which is no gap)."""
+    if len(frame) < 3:
+        return frame
+    times = pd.to_datetime(frame["observed_at"])
+    spacing = max(step, times.diff().median())
+    gaps = times.diff() > 2 * spacing
+    if not gaps.any():
+        return frame
+    breaks = pd.DataFrame({"observed_at": times[gaps] - spacing})
+    return (
+        pd.concat([frame, breaks], ignore_index=True)
+        .sort_values("observed_at")
+        .reset_index(drop=True)
+    )
+
+
 def compare_series(coin_ids: tuple[str, ...], range_: Range) -> pd.DataFrame:
     """Several coins over one range, with each one's % return from its first point."""
     frames = []

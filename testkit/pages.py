@@ -35,6 +35,14 @@ def page_queries() -> dict[str, Callable[[], object]]:
         data.data_source()
         data.pipeline_health()
 
+    def history(range_: data.Range) -> Callable[[], None]:
+        def run() -> None:
+            data.data_source()
+            data.market_history(range_)
+
+        return run
+
     pages = {"market": market, "compare (3 coins, 1M)": compare, "health": health}
     pages.update({f"coin {r}": coin(r) for r in data.RANGES})
+    pages.update({f"history {r}": history(r) for r in data.RANGES})
     return pages

@@ -251,6 +251,40 @@ def test_live_coin_with_max_supply_and_explorer() -> None:
 
 
 @pytest.mark.usefixtures("replay_app")
+def test_market_history_charts_the_whole_market_from_our_snapshots(replay_days) -> None:
+    """Every replayed day is a point; the shares are the day's caps over its total (BTC, ETH,
+    the USD stablecoins of dbt's var), with the number of coins behind each point."""
+    import yaml
+
+    from flows.core.settings import PROJECT_ROOT
+    from streamlit_app import data
+
+    stable = set(
+        yaml.safe_load((PROJECT_ROOT / "dbt" / "dbt_project.yml").read_text())["vars"][
+            "stablecoin_ids"
+        ]
+    )
+    history = data.market_history("ALL")
+    assert len(history) == REPLAY_DAYS and not history["total_market_cap_usd"].isna().any()
+    latest = assets_of(replay_days[-1][1])
+    caps = {c: float(a["marketCapUsd"]) for c, a in latest.items() if a.get("marketCapUsd")}
+    last = history.iloc[-1]
+    assert last["asset_count"] == len(latest)
+    assert last["total_market_cap_usd"] == pytest.approx(sum(caps.values()))
+    assert last["btc_dominance_pct"] == pytest.approx(100 * caps["bitcoin"] / sum(caps.values()))
+    stable_cap = sum(cap for coin, cap in caps.items() if coin in stable)
+    assert stable_cap > 0
+    assert last["stablecoin_dominance_pct"] == pytest.approx(100 * stable_cap / sum(caps.values()))
+
+    app = run("history", range="ALL")
+    assert len(app.get("vega_lite_chart")) == 2
+    assert f"{REPLAY_DAYS} points" in texts(app, "caption")
+    assert "coins behind each point" in texts(app, "caption")
+    day = run("history", range="1D")
+    assert ui.REPLAY_HAS_NO_INTRADAY in texts(day, "info")
+
+
+@pytest.mark.usefixtures("replay_app")
 def test_compare_page_charts_returns_and_ranks() -> None:
     app = run("compare", coins="bitcoin,ethereum,tether", range="ALL")
     assert app.multiselect(key="coins").value == ["bitcoin", "ethereum", "tether"]
@@ -381,7 +415,7 @@ def test_a_shared_link_keeps_what_is_valid_and_says_what_it_dropped(replay_days)
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    page=st_.sampled_from(["market", "coin", "compare", "health"]),
+    page=st_.sampled_from(["market", "history", "coin", "compare", "health"]),
     key=st_.sampled_from(["coin", "coins", "range", "search", "x"]),
     value=st_.text(min_size=0, max_size=80) | st_.just(",".join(["bitcoin"] * 40)),
 )

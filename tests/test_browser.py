@@ -157,12 +157,17 @@ def test_coin_page_changes_range_and_keeps_it_in_the_url(browser_page, app_url: 
     page.screenshot(path=SCREENSHOTS / "coin.png", full_page=True)
 
 
-def test_compare_and_health_pages_render(browser_page, app_url: str) -> None:
+def test_compare_history_and_health_pages_render(browser_page, app_url: str) -> None:
     page = browser_page
     open_page(page, f"{app_url}/compare?coins=bitcoin,ethereum,solana&range=ALL")
     page.locator(".vega-embed").nth(1).wait_for(timeout=30_000)
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "compare.png", full_page=True)
+
+    open_page(page, f"{app_url}/history?range=ALL")
+    page.locator(".vega-embed").nth(1).wait_for(timeout=30_000)
+    expect_no_exception(page)
+    page.screenshot(path=SCREENSHOTS / "history.png", full_page=True)
 
     open_page(page, f"{app_url}/health")
     page.get_by_text("Source: replay").wait_for(timeout=30_000)

@@ -120,3 +120,28 @@ def test_rank_ticks_are_ranks_from_one() -> None:
     assert charts.rank_ticks(2000)[:2] == [1, 500] and len(charts.rank_ticks(2000)) <= 7
     assert all(len(charts.rank_ticks(worst)) <= 7 for worst in range(1, 3000))
     assert len(charts.rank_ticks(2**31 - 1)) <= 7  # the largest rank the loader accepts
+
+
+def market_history(points: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "observed_at": pd.date_range("2025-03-16", periods=points, freq="5min"),
+            "total_market_cap_usd": [2e12 + i for i in range(points)],
+            "total_volume_usd_24hr": [1e11] * points,
+            "asset_count": [2000] * points,
+            "btc_dominance_pct": [55.0] * points,
+            "eth_dominance_pct": [12.0] * points,
+            "stablecoin_dominance_pct": [None] + [8.0] * (points - 1),
+        }
+    )
+
+
+def test_market_history_names_its_shares_and_counts_the_coins_behind_each_point() -> None:
+    frame = market_history(4)
+    dominance = spec(charts.dominance_chart(frame))
+    rows = next(iter(dominance["datasets"].values()))
+    assert dominance["encoding"]["color"]["sort"] == ["Bitcoin", "Ethereum", "USD stablecoins"]
+    assert len(rows) == 12 and sum(row["pct"] is None for row in rows) == 1  # kept as a gap
+    totals = spec(charts.market_totals_chart(frame))
+    tooltips = [t["field"] for panel in totals["vconcat"] for t in panel["encoding"]["tooltip"]]
+    assert tooltips.count("asset_count") == 2

@@ -27,6 +27,9 @@ per_snapshot as (
         sum(volume_usd_24hr) as total_volume_usd_24hr,
         sum(case when coin_id = 'bitcoin' then market_cap_usd end) as bitcoin_market_cap_usd,
         sum(case when coin_id = 'ethereum' then market_cap_usd end) as ethereum_market_cap_usd,
+        sum(
+            case when coin_id in ('{{ var("stablecoin_ids") | join("', '") }}') then market_cap_usd end
+        ) as stablecoin_market_cap_usd,
         max(source) as source,
         max(loaded_at) as loaded_at,
         max(load_seq) as load_seq
@@ -45,6 +48,9 @@ final as (
         -- null, not 0, when the coin is missing from the snapshot or no cap is known
         100 * bitcoin_market_cap_usd / nullif(total_market_cap_usd, 0) as btc_dominance_pct,
         100 * ethereum_market_cap_usd / nullif(total_market_cap_usd, 0) as eth_dominance_pct,
+        -- the USD stablecoins of the project's var together; null when none is in the snapshot
+        100 * stablecoin_market_cap_usd
+        / nullif(total_market_cap_usd, 0) as stablecoin_dominance_pct,
         source,
         loaded_at,
         load_seq
