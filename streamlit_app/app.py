@@ -17,6 +17,7 @@ page = st.navigation(
     [
         st.Page("views/market.py", title="Market", icon=":material/public:", default=True),
         st.Page("views/history.py", title="Market history", icon=":material/show_chart:"),
+        st.Page("views/ranks.py", title="Ranks", icon=":material/leaderboard:"),
         st.Page("views/coin.py", title="Coin", icon=":material/currency_bitcoin:"),
         st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("views/health.py", title="Pipeline health", icon=":material/monitor_heart:"),

@@ -282,3 +282,63 @@ def dominance_chart(history: pd.DataFrame) -> alt.Chart:
             ],
         )
     )
+
+
+def candle_chart(candles: pd.DataFrame, title: str) -> alt.LayerChart:
+    """Open-high-low-close candles: a wick from low to high, a body from open to close,
+    green when the close is at or above the open."""
+    frame = _checked(candles).assign(
+        direction=lambda f: (f["close_price_usd"] >= f["open_price_usd"]).map(
+            {True: "up", False: "down"}
+        )
+    )
+    base = alt.Chart(frame, title=title).encode(
+        x=_time_axis(),
+        color=alt.Color(
+            "direction:N",
+            scale=alt.Scale(domain=["up", "down"], range=[UP, DOWN]),
+            legend=None,
+        ),
+        tooltip=[
+            alt.Tooltip("observed_at:T", title="opens"),
+            *(
+                alt.Tooltip(f"{part}_price_usd:Q", title=part, format=",.8~g")
+                for part in ("open", "high", "low", "close")
+            ),
+            alt.Tooltip("snapshot_count:Q", title="prices behind it"),
+        ],
+    )
+    wick = base.mark_rule().encode(
+        y=alt.Y("low_price_usd:Q", title=None, scale=alt.Scale(zero=False)),
+        y2="high_price_usd:Q",
+    )
+    body = base.mark_bar().encode(y="open_price_usd:Q", y2="close_price_usd:Q")
+    return alt.layer(wick, body)
+
+
+def correlation_chart(matrix: pd.DataFrame, order: list[str]) -> alt.LayerChart:
+    """A heat map of pairwise correlations (-1 red .. +1 blue), each cell labelled, the coins
+    in the order chosen. Expects columns coin_a, coin_b (names), correlation, periods."""
+    frame = _checked(matrix)
+    base = alt.Chart(frame, title="Correlation of returns").encode(
+        x=alt.X("coin_a:N", title=None, sort=order),
+        y=alt.Y("coin_b:N", title=None, sort=order),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(
+            "correlation:Q",
+            scale=alt.Scale(scheme="redblue", domain=[-1, 1]),
+            title="correlation",
+        ),
+        tooltip=[
+            alt.Tooltip("coin_a:N", title="coin"),
+            alt.Tooltip("coin_b:N", title="with"),
+            alt.Tooltip("correlation:Q", format="+.2f"),
+            alt.Tooltip("periods:Q", title="periods both have"),
+        ],
+    )
+    labels = base.mark_text(baseline="middle").encode(
+        text=alt.Text("correlation:Q", format="+.2f"),
+        color=alt.condition("abs(datum.correlation) > 0.6", alt.value("white"), alt.value("black")),
+    )
+    return alt.layer(cells, labels)

@@ -196,6 +196,108 @@ def movers(direction: Literal["gainers", "losers"], limit: int = 10) -> pd.DataF
     return _query(movers_sql(direction), **mover_filter().params(int(limit)))
 
 
+# Rank horizons of mart_latest_ranking (its reference snapshots): label -> column suffix.
+RANK_HORIZONS: dict[str, str] = {"24h": "24h", "7d": "7d", "30d": "30d"}
+
+
+def rank_movers_sql(horizon: str, direction: Literal["climbers", "fallers"]) -> str:
+    """The coins that climbed or fell most places over a horizon, among those that pass the
+    movers' filter (a supply jump or a dead market moves a rank for no market reason)."""
+    suffix = RANK_HORIZONS[horizon]  # KeyError for anything not whitelisted
+    order = "desc" if direction == "climbers" else "asc"
+    return f"""
+        select rank, coin_id, name, symbol, rank_{suffix}_ago as rank_before,
+               rank_change_{suffix} as rank_change, price_usd, volume_usd_24hr, market_cap_usd
+        from prod.mart_latest_ranking
+        where rank_change_{suffix} is not null
+          and rank_change_{suffix} {">" if direction == "climbers" else "<"} 0
+          and coalesce(volume_usd_24hr, 0) >= $min_volume_usd
+          and coalesce(market_cap_usd, 0) >= $min_market_cap_usd
+          and not has_quality_flag
+        order by rank_change_{suffix} {order}, rank
+        limit $limit
+    """
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def rank_movers(
+    horizon: str, direction: Literal["climbers", "fallers"], limit: int = 10
+) -> pd.DataFrame:
+    """Most places climbed or lost since the snapshot `horizon` before the latest."""
+    return _query(rank_movers_sql(horizon, direction), **mover_filter().params(int(limit)))
+
+
+# Where a range's ranks at its start are read: the serving copy keeps 8 days of snapshots,
+# so longer ranges read the last rank of the hour or day (names and columns whitelisted).
+RANK_AT = {
+    "facts": ("prod.facts_coins", "snapshot_at", "rank"),
+    "hourly": ("prod.mart_coin_hourly", "bucket_at", "last_rank"),
+    "daily": ("prod.mart_coin_daily", "bucket_at", "last_rank"),
+}
+
+
+def turnover_sql(relation: str) -> str:
+    """Coins in the top `$top_n` now and not at `$start_at`, or the other way round, with
+    their ranks at both moments (null: not ranked then, or no longer ranked)."""
+    table, time_column, rank_column = RANK_AT[relation]
+    return f"""
+        with then_ranked as (
+            select coin_id, {rank_column} as rank
+            from {table}
+            where {time_column} = $start_at and {rank_column} is not null
+        ),
+        then_top as (
+            select coin_id from then_ranked where rank <= $top_n
+        ),
+        now_top as (
+            select coin_id from prod.mart_latest_ranking where rank <= $top_n
+        ),
+        moved as (
+            select
+                coalesce(now_top.coin_id, then_top.coin_id) as coin_id,
+                case when then_top.coin_id is null then 'entered' else 'left' end as movement
+            from now_top
+            full outer join then_top on now_top.coin_id = then_top.coin_id
+            where now_top.coin_id is null or then_top.coin_id is null
+        )
+        select moved.movement, moved.coin_id, dim.name, dim.symbol,
+               then_ranked.rank as rank_before, ranking.rank as rank_now
+        from moved
+        left join then_ranked on then_ranked.coin_id = moved.coin_id
+        left join prod.dim_coins as dim on dim.coin_id = moved.coin_id
+        left join prod.mart_latest_ranking as ranking on ranking.coin_id = moved.coin_id
+        order by moved.movement, coalesce(ranking.rank, then_ranked.rank)
+    """
+
+
+RANK_BUCKET_UNITS = {"facts": None, "hourly": "hour", "daily": "day"}
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def top_turnover(top_n: int, range_: Range) -> tuple[datetime | None, pd.DataFrame]:
+    """Entries to and exits from the top N between the range's first ranked moment and the
+    latest snapshot: (that first moment, the coins), or (None, empty) with only one moment."""
+    spec = RANGE_SPECS[range_]
+    latest = as_of()
+    if latest is None:
+        return None, pd.DataFrame()
+    first = _query(
+        """
+        select min(snapshot_at) as first_at from prod.mart_market_overview
+        where snapshot_at > $since and snapshot_at <= $as_of
+        """,
+        since=_since(spec.days, latest),
+        as_of=latest,
+    )["first_at"].iat[0]
+    if pd.isna(first) or pd.Timestamp(first) >= pd.Timestamp(latest):
+        return None, pd.DataFrame()
+    start = pd.Timestamp(first)
+    unit = RANK_BUCKET_UNITS[spec.relation]
+    start_at = start.floor({"hour": "h", "day": "D"}[unit]) if unit else start
+    frame = _query(turnover_sql(spec.relation), start_at=start_at.to_pydatetime(), top_n=top_n)
+    return start_at.to_pydatetime(), frame
+
+
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def most_traded(limit: int = 10) -> pd.DataFrame:
     return _query(
@@ -358,6 +460,163 @@ def with_gaps(frame: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
         .sort_values("observed_at")
         .reset_index(drop=True)
     )
+
+
+# Candles: hourly up to 7D, daily beyond (a 1M chart of 720 hourly candles is unreadable).
+CANDLE_RELATIONS: dict[Range, str] = {
+    "1D": "hourly",
+    "7D": "hourly",
+    "1M": "daily",
+    "3M": "daily",
+    "1Y": "daily",
+    "ALL": "daily",
+}
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def coin_candles(coin_id: str, range_: Range) -> pd.DataFrame:
+    """Open, high, low and close of each hour or day in the range, with the number of prices
+    behind each (a candle of one price is a dash, not a candle: see `candles_supported`)."""
+    latest = as_of()
+    if latest is None:
+        return pd.DataFrame()
+    granularity = CANDLE_RELATIONS[range_]
+    return _query(
+        f"""
+        select bucket_at as observed_at, open_price_usd, high_price_usd, low_price_usd,
+               close_price_usd, snapshot_count
+        from prod.mart_coin_{granularity}
+        where coin_id = $coin_id and bucket_at > $since and bucket_at <= $as_of
+        order by observed_at
+        """,
+        coin_id=coin_id,
+        since=_since(RANGE_SPECS[range_].days, latest),
+        as_of=latest,
+    )
+
+
+def candles_supported(candles: pd.DataFrame) -> bool:
+    """Candles say something only when most buckets hold several prices (the daily replay
+    and daily backfill hold one a day: open = high = low = close)."""
+    return len(candles) >= 2 and float(candles["snapshot_count"].median()) >= 2
+
+
+# Compare's statistics read the rollups: hourly returns up to 7D, daily beyond. The number of
+# periods a year annualises volatility (crypto trades every hour of every day).
+STATS_RELATIONS: dict[Range, tuple[str, int]] = {
+    "1D": ("hourly", 24 * 365),
+    "7D": ("hourly", 24 * 365),
+    "1M": ("daily", 365),
+    "3M": ("daily", 365),
+    "1Y": ("daily", 365),
+    "ALL": ("daily", 365),
+}
+STATS_STEPS = {"hourly": "hour", "daily": "day"}
+
+
+def _returns_cte(granularity: str, coin_count: int) -> str:
+    """Each chosen coin's closes in the range and its return over the previous bucket; a
+    return across a missing bucket is left out (it would span two periods as one)."""
+    table = f"prod.mart_coin_{granularity}"
+    ids = ", ".join(f"$coin_{i}" for i in range(coin_count))
+    step = STATS_STEPS[granularity]
+    return f"""
+        closes as (
+            select coin_id, bucket_at, close_price_usd as close_price
+            from {table}
+            where coin_id in ({ids}) and bucket_at > $since and bucket_at <= $as_of
+              and close_price_usd > 0
+        ),
+        lagged as (
+            select
+                coin_id,
+                bucket_at,
+                close_price,
+                lag(close_price) over (partition by coin_id order by bucket_at) as previous_close,
+                lag(bucket_at) over (partition by coin_id order by bucket_at) as previous_at,
+                max(close_price) over (
+                    partition by coin_id order by bucket_at
+                    rows between unbounded preceding and current row
+                ) as peak_close
+            from closes
+        ),
+        returns as (
+            select
+                coin_id,
+                bucket_at,
+                close_price,
+                peak_close,
+                case
+                    when previous_at = bucket_at - interval 1 {step}
+                    then close_price / previous_close - 1
+                end as period_return
+            from lagged
+        )"""
+
+
+def compare_stats_sql(granularity: str, coin_count: int) -> str:
+    """Per coin: return over the range, volatility (standard deviation of period returns,
+    and annualised), maximum drawdown (the deepest fall of a close below its running peak)."""
+    return f"""
+        with {_returns_cte(granularity, coin_count)}
+        select
+            coin_id,
+            count(period_return) as return_count,
+            100 * (arg_max(close_price, bucket_at) / arg_min(close_price, bucket_at) - 1)
+                as total_return_pct,
+            100 * stddev_samp(period_return) as volatility_pct,
+            100 * stddev_samp(period_return) * sqrt($periods_per_year)
+                as annualised_volatility_pct,
+            100 * min(close_price / peak_close - 1) as max_drawdown_pct
+        from returns
+        group by coin_id
+        order by coin_id
+    """
+
+
+def correlation_sql(granularity: str, coin_count: int) -> str:
+    """Pearson correlation of every pair's period returns, over the periods both have."""
+    return f"""
+        with {_returns_cte(granularity, coin_count)}
+        select left_side.coin_id as coin_a, right_side.coin_id as coin_b,
+               corr(left_side.period_return, right_side.period_return) as correlation,
+               count(*) as periods
+        from returns as left_side
+        inner join returns as right_side on left_side.bucket_at = right_side.bucket_at
+        where left_side.period_return is not null and right_side.period_return is not null
+        group by left_side.coin_id, right_side.coin_id
+        order by coin_a, coin_b
+    """
+
+
+def _stats_params(coin_ids: tuple[str, ...], range_: Range) -> dict[str, Any] | None:
+    latest = as_of()
+    if latest is None or not coin_ids:
+        return None
+    return {
+        **{f"coin_{i}": coin_id for i, coin_id in enumerate(coin_ids)},
+        "since": _since(RANGE_SPECS[range_].days, latest),
+        "as_of": latest,
+    }
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def compare_stats(coin_ids: tuple[str, ...], range_: Range) -> pd.DataFrame:
+    """Return, volatility and maximum drawdown of each chosen coin over the range."""
+    params = _stats_params(coin_ids, range_)
+    if params is None:
+        return pd.DataFrame()
+    granularity, periods = STATS_RELATIONS[range_]
+    return _query(compare_stats_sql(granularity, len(coin_ids)), periods_per_year=periods, **params)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def correlations(coin_ids: tuple[str, ...], range_: Range) -> pd.DataFrame:
+    """The correlation matrix of the chosen coins' returns over the range, as long rows."""
+    params = _stats_params(coin_ids, range_)
+    if params is None:
+        return pd.DataFrame()
+    return _query(correlation_sql(STATS_RELATIONS[range_][0], len(coin_ids)), **params)
 
 
 def compare_series(coin_ids: tuple[str, ...], range_: Range) -> pd.DataFrame:

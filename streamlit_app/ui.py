@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
@@ -166,3 +167,56 @@ def pick_range(default: data.Range) -> data.Range:
     chosen = chosen or default
     st.query_params["range"] = chosen
     return cast(data.Range, chosen)
+
+
+def coin_link(coin_ids: pd.Series) -> pd.Series:
+    """Each coin's page (a relative link, with the id URL-encoded: ids are upstream text)."""
+    return coin_ids.map(lambda coin_id: f"coin?coin={quote(str(coin_id), safe='')}")
+
+
+COIN_LINK_COLUMN = st.column_config.LinkColumn("Page", display_text="open", width="small")
+
+# A cell a spreadsheet would run as a formula (OWASP's CSV injection list): coin names are
+# upstream text, so one named "=HYPERLINK(...)" must open as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """The frame as UTF-8 CSV, text cells that start like a formula quoted with a '."""
+    safe = frame.copy()
+    for column in safe.columns:
+        # object or pandas' string dtype: where text lives (numbers are written as numbers)
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = safe[column].map(
+                lambda v: f"'{v}" if isinstance(v, str) and v.startswith(_FORMULA_STARTS) else v
+            )
+    return safe.to_csv(index=False).encode("utf-8")
+
+
+def download_csv(frame: pd.DataFrame, name: str, label: str = "Download CSV") -> None:
+    """The data behind a chart or table, as the page shows it: `name`.csv."""
+    st.download_button(
+        label,
+        csv_bytes(frame),
+        file_name=f"cryptolytics-{name}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key=f"csv-{name}",
+        on_click="ignore",  # a download is no reason to rerun the page
+    )
+
+
+def pick_choice(name: str, options: tuple[Any, ...], default: Any, label: str) -> Any:
+    """A segmented choice kept in the URL; a value the link made up is said, then dropped."""
+    wanted = query_param(name, str(default))
+    by_text = {str(option): option for option in options}
+    if wanted not in by_text:
+        link_notice(
+            f"The link's {name} “{plain(wanted[:40])}” is not one of "
+            f"{', '.join(by_text)}: showing {default}."
+        )
+        wanted = str(default)
+    chosen = st.segmented_control(label, options, default=by_text[wanted], key=name)
+    chosen = default if chosen is None else chosen
+    st.query_params[name] = str(chosen)
+    return chosen

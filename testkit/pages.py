@@ -23,13 +23,28 @@ def page_queries() -> dict[str, Callable[[], object]]:
             data.coins()
             data.coin_profile("ethereum")
             data.coin_series("ethereum", range_)
+            data.coin_candles("ethereum", range_)  # drawn instead of the line when asked
 
         return run
 
-    def compare() -> None:
-        data.data_source()
-        data.coins()
-        data.compare_series(("bitcoin", "ethereum", "tether"), "1M")
+    def compare(coin_ids: tuple[str, ...], range_: data.Range) -> Callable[[], None]:
+        def run() -> None:
+            data.data_source()
+            data.coins()
+            data.compare_series(coin_ids, range_)
+            data.compare_stats(coin_ids, range_)
+            data.correlations(coin_ids, range_)
+
+        return run
+
+    def ranks(horizon: str, range_: data.Range) -> Callable[[], None]:
+        def run() -> None:
+            data.data_source()
+            data.rank_movers(horizon, "climbers")
+            data.rank_movers(horizon, "fallers")
+            data.top_turnover(100, range_)
+
+        return run
 
     def health() -> None:
         data.data_source()
@@ -42,7 +57,17 @@ def page_queries() -> dict[str, Callable[[], object]]:
 
         return run
 
-    pages = {"market": market, "compare (3 coins, 1M)": compare, "health": health}
+    three = ("bitcoin", "ethereum", "tether")
+    eight = (*three, "binance-coin", "cardano", "dogecoin", "xrp", "solana")
+    pages = {
+        "market": market,
+        "compare (3 coins, 1M)": compare(three, "1M"),
+        "compare (8 coins, 7D)": compare(eight, "7D"),
+        "compare (8 coins, 1Y)": compare(eight, "1Y"),
+        "ranks (7d, 1M)": ranks("7d", "1M"),
+        "ranks (30d, ALL)": ranks("30d", "ALL"),
+        "health": health,
+    }
     pages.update({f"coin {r}": coin(r) for r in data.RANGES})
     pages.update({f"history {r}": history(r) for r in data.RANGES})
     return pages

@@ -216,7 +216,7 @@ def test_coin_page_reads_its_state_from_the_url(replay_days) -> None:
     assert f"{REPLAY_DAYS} points: daily closes." in texts(app, "caption")
     assert "no maximum supply" in " ".join(m.value for m in app.markdown)
     assert "The replayed data carry no block explorer links." in texts(app, "caption")
-    assert dict(app.query_params) == {"coin": "ethereum", "range": "ALL"}
+    assert dict(app.query_params) == {"coin": "ethereum", "range": "ALL", "chart": "Line"}
     week = run("coin", coin="ethereum", range="7D")  # 5-minute facts, but the replay is daily
     assert "points: one point a day (the data hold no finer one here)." in texts(week, "caption")
     day = run("coin", coin="ethereum", range="1D")  # never fills on the replay: said so
@@ -289,11 +289,145 @@ def test_compare_page_charts_returns_and_ranks() -> None:
     app = run("compare", coins="bitcoin,ethereum,tether", range="ALL")
     assert app.multiselect(key="coins").value == ["bitcoin", "ethereum", "tether"]
     specs = [chart.proto.spec for chart in app.get("vega_lite_chart")]
-    assert len(specs) == 2
+    assert len(specs) == 3  # returns, ranks, then the correlation matrix
     assert "return_pct" in specs[0] and '"reverse": true' in specs[1]
 
     app.multiselect(key="coins").set_value([]).run()
     assert "Pick one or more coins to compare." in texts(app, "info")
+
+
+def download_names(app: AppTest) -> list[str]:
+    """The file names of the page's download buttons (AppTest has no typed element)."""
+    return [element.proto.label for element in app.get("download_button")]
+
+
+@pytest.mark.usefixtures("replay_app")
+def test_ranks_page_climbers_fallers_entries_and_exits_from_the_snapshots(replay_days) -> None:
+    """Checked against the replayed bodies themselves: ranks 7 days apart, and the top 100
+    of the first replayed day against the latest."""
+    from streamlit_app import data
+
+    first, week_ago, latest = (
+        {c: int(a["rank"]) for c, a in assets_of(body).items()}
+        for body in (replay_days[0][1], replay_days[-8][1], replay_days[-1][1])
+    )
+    climbers = data.rank_movers("7d", "climbers")
+    fallers = data.rank_movers("7d", "fallers")
+    assert len(climbers) == 10 and len(fallers) == 10
+    for frame in (climbers, fallers):
+        for row in frame.itertuples():
+            assert (row.rank_before, row.rank) == (week_ago[row.coin_id], latest[row.coin_id])
+            assert row.rank_change == week_ago[row.coin_id] - latest[row.coin_id]
+    assert list(climbers["rank_change"]) == sorted(climbers["rank_change"], reverse=True)
+    assert (climbers["rank_change"] > 0).all() and (fallers["rank_change"] < 0).all()
+
+    since, turnover = data.top_turnover(100, "ALL")
+    first_day = datetime.fromtimestamp(replay_days[0][0] / 1000, UTC).replace(tzinfo=None)
+    assert since == first_day.replace(hour=0, minute=0, second=0, microsecond=0)
+    top_then = {c for c, r in first.items() if r <= 100}
+    top_now = {c for c, r in latest.items() if r <= 100}
+    moved = turnover.groupby("movement")["coin_id"].apply(set).to_dict()
+    assert moved == {"entered": top_now - top_then, "left": top_then - top_now}
+    assert moved["entered"] and moved["left"]  # nine days of 2021 did move the top 100
+
+    app = run("ranks", horizon="7d", top="100", range="ALL")
+    frames = [element.value for element in app.dataframe]
+    assert len(frames) == 4  # climbers, fallers, entered, left
+    shown = frames[0].data if hasattr(frames[0], "data") else frames[0]
+    assert shown["Page"].iloc[0] == f"coin?coin={climbers['coin_id'].iat[0]}"
+    assert "among coins with at least $100,000" in texts(app, "caption").replace("\\$", "$")
+    assert download_names(app) == ["Download CSV"] * 4
+    bad = run("ranks", horizon="1y", top="7")
+    said = texts(bad, "info")
+    assert "horizon “1y” is not one of 24h, 7d, 30d" in said and "top “7” is not one of" in said
+
+
+@pytest.fixture(scope="module")
+def live_hours_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[bytes]]:
+    """Thirty live snapshots, 5 minutes apart (18:34 to 21:00 UTC): three hourly candles."""
+    root = tmp_path_factory.mktemp("live-hours")
+    raw = (
+        Path(__file__).parent / "fixtures/coincap/v3_assets_2025-03-16T183431Z.json"
+    ).read_bytes()
+    bodies = [
+        body_variant(
+            raw,
+            timestamp_ms=RECORDED_TIMESTAMP + i * 300_000,
+            price_factor=1 + ((i * 7) % 5 - 2) / 100,
+        )
+        for i in range(30)
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in _env(root).items():
+            patch.setenv(key, value)
+        tick(
+            Settings(),
+            [("coincap", RECORDED_TIMESTAMP + i * 300_000, b) for i, b in enumerate(bodies)],
+        )
+    return root, bodies
+
+
+def test_candles_are_the_hours_open_high_low_close_and_the_replay_says_it_has_none(
+    live_hours_root: tuple[Path, list[bytes]], replay_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit_app import data
+
+    root, bodies = live_hours_root
+    use(root, monkeypatch)
+    try:
+        candles = data.coin_candles("bitcoin", "1D")
+        prices = [float(assets_of(b)["bitcoin"]["priceUsd"]) for b in bodies]
+        hours = [
+            datetime.fromtimestamp((RECORDED_TIMESTAMP + i * 300_000) / 1000, UTC).hour
+            for i in range(30)
+        ]
+        assert len(candles) == 3 and data.candles_supported(candles)
+        for candle in candles.itertuples():
+            hour = [p for p, h in zip(prices, hours, strict=True) if h == candle.observed_at.hour]
+            assert (candle.open_price_usd, candle.close_price_usd) == (hour[0], hour[-1])
+            assert (candle.high_price_usd, candle.low_price_usd) == (max(hour), min(hour))
+            assert candle.snapshot_count == len(hour)
+        app = run("coin", coin="bitcoin", range="1D", chart="Candles")
+        specs = [chart.proto.spec for chart in app.get("vega_lite_chart")]
+        assert len(specs) == 3 and "high_price_usd" in specs[0] and "open_price_usd" in specs[0]
+        assert download_names(app) == ["Download CSV", "Download CSV"]  # candles, series
+        stats = data.compare_stats(("bitcoin", "ethereum"), "1D")  # hourly returns here
+        assert list(stats["return_count"]) == [2, 2]
+    finally:
+        st.cache_data.clear()
+
+    use(replay_root, monkeypatch)
+    replay = run("coin", coin="bitcoin", range="1M", chart="Candles")
+    assert "the daily replay has one snapshot a day" in texts(replay, "info")
+    specs = [chart.proto.spec for chart in replay.get("vega_lite_chart")]
+    assert len(specs) == 3 and "high_price_usd" not in specs[0]  # the line, said why
+    st.cache_data.clear()
+
+
+@pytest.mark.usefixtures("replay_app")
+def test_compare_risk_and_correlation_from_the_daily_closes(replay_days) -> None:
+    """Bitcoin's return over the replay is its last close over its first; every pair of
+    the three has a correlation, each coin with itself exactly 1."""
+    from streamlit_app import data
+
+    coins = ("bitcoin", "ethereum", "tether")
+    stats = data.compare_stats(coins, "ALL").set_index("coin_id")
+    btc = [float(assets_of(body)["bitcoin"]["priceUsd"]) for _, body in replay_days]
+    assert stats.loc["bitcoin", "total_return_pct"] == pytest.approx(100 * (btc[-1] / btc[0] - 1))
+    assert stats.loc["bitcoin", "return_count"] == REPLAY_DAYS - 1
+    drawdown = min(p / max(btc[: i + 1]) - 1 for i, p in enumerate(btc))
+    assert stats.loc["bitcoin", "max_drawdown_pct"] == pytest.approx(100 * drawdown)
+    assert stats.loc["tether", "volatility_pct"] < stats.loc["bitcoin", "volatility_pct"]
+    matrix = data.correlations(coins, "ALL")
+    assert len(matrix) == 9
+    diagonal = matrix[matrix["coin_a"] == matrix["coin_b"]]["correlation"]
+    assert diagonal.round(9).eq(1).all()
+
+    app = run("compare", coins=",".join(coins), range="ALL")
+    specs = [chart.proto.spec for chart in app.get("vega_lite_chart")]
+    assert len(specs) == 3 and '"redblue"' in specs[2]
+    assert "Max drawdown" in app.dataframe[0].value.columns
+    assert len(download_names(app)) == 3  # the series, the risk table, the matrix
 
 
 @pytest.mark.usefixtures("replay_app")
@@ -415,8 +549,8 @@ def test_a_shared_link_keeps_what_is_valid_and_says_what_it_dropped(replay_days)
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    page=st_.sampled_from(["market", "history", "coin", "compare", "health"]),
-    key=st_.sampled_from(["coin", "coins", "range", "search", "x"]),
+    page=st_.sampled_from(["market", "history", "ranks", "coin", "compare", "health"]),
+    key=st_.sampled_from(["coin", "coins", "range", "search", "chart", "horizon", "top", "x"]),
     value=st_.text(min_size=0, max_size=80) | st_.just(",".join(["bitcoin"] * 40)),
 )
 def test_no_url_reaches_a_traceback(page: str, key: str, value: str) -> None:

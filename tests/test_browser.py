@@ -160,7 +160,8 @@ def test_coin_page_changes_range_and_keeps_it_in_the_url(browser_page, app_url: 
 def test_compare_history_and_health_pages_render(browser_page, app_url: str) -> None:
     page = browser_page
     open_page(page, f"{app_url}/compare?coins=bitcoin,ethereum,solana&range=ALL")
-    page.locator(".vega-embed").nth(1).wait_for(timeout=30_000)
+    page.locator(".vega-embed").nth(2).wait_for(timeout=30_000)  # returns, ranks, correlation
+    page.get_by_text("Max drawdown").first.wait_for(state="attached", timeout=30_000)
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "compare.png", full_page=True)
 
@@ -168,6 +169,18 @@ def test_compare_history_and_health_pages_render(browser_page, app_url: str) -> 
     page.locator(".vega-embed").nth(1).wait_for(timeout=30_000)
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "history.png", full_page=True)
+
+    open_page(page, f"{app_url}/ranks?horizon=7d&top=100&range=ALL")
+    page.get_by_text("Entered the top 100").wait_for(timeout=30_000)
+    assert page.locator("[data-testid='stDataFrame']").count() == 4
+    expect_no_exception(page)
+    page.screenshot(path=SCREENSHOTS / "ranks.png", full_page=True)
+    # a download is the table's rows, as a file the browser saves
+    with page.expect_download(timeout=30_000) as download:
+        page.get_by_role("button", name="Download CSV").first.click()
+    saved = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert download.value.suggested_filename == "cryptolytics-rank-climbers-7d.csv"
+    assert saved[0] == "Coin,Rank now,Rank 7d ago,Places" and len(saved) == 11
 
     open_page(page, f"{app_url}/health")
     page.get_by_text("Source: replay").wait_for(timeout=30_000)

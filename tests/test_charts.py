@@ -145,3 +145,44 @@ def test_market_history_names_its_shares_and_counts_the_coins_behind_each_point(
     totals = spec(charts.market_totals_chart(frame))
     tooltips = [t["field"] for panel in totals["vconcat"] for t in panel["encoding"]["tooltip"]]
     assert tooltips.count("asset_count") == 2
+
+
+def test_candles_are_coloured_by_their_own_open_and_close() -> None:
+    frame = pd.DataFrame(
+        {
+            "observed_at": pd.date_range("2025-03-16", periods=3, freq="h"),
+            "open_price_usd": [100.0, 105.0, 101.0],
+            "high_price_usd": [106.0, 107.0, 101.0],
+            "low_price_usd": [99.0, 100.0, 95.0],
+            "close_price_usd": [105.0, 101.0, 101.0],
+            "snapshot_count": [12, 12, 12],
+        }
+    )
+    chart = spec(charts.candle_chart(frame, "candles"))
+    rows = next(iter(chart["datasets"].values()))
+    assert [row["direction"] for row in rows] == ["up", "down", "up"]  # a flat hour is up
+    wick, body = chart["layer"]
+    assert (wick["encoding"]["y"]["field"], wick["encoding"]["y2"]["field"]) == (
+        "low_price_usd",
+        "high_price_usd",
+    )
+    assert (body["encoding"]["y"]["field"], body["encoding"]["y2"]["field"]) == (
+        "open_price_usd",
+        "close_price_usd",
+    )
+
+
+def test_the_correlation_map_keeps_the_order_chosen_and_a_fixed_scale() -> None:
+    names = ["Tether (USDT)", "Bitcoin (BTC)"]
+    frame = pd.DataFrame(
+        {
+            "coin_a": [a for a in names for _ in names],
+            "coin_b": names * 2,
+            "correlation": [1.0, 0.1, 0.1, 1.0],
+            "periods": [30] * 4,
+        }
+    )
+    chart = spec(charts.correlation_chart(frame, names))
+    cells = chart["layer"][0]["encoding"]
+    assert cells["x"]["sort"] == names and cells["y"]["sort"] == names
+    assert cells["color"]["scale"]["domain"] == [-1, 1]  # 0.1 is never drawn as the extreme

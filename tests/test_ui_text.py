@@ -69,3 +69,22 @@ def test_the_prefect_movers_artifact_keeps_a_coin_name_as_text() -> None:
     assert "<a" not in html and "<img" not in html and "<b>" not in html
     assert "Evil !" in html and "EV&lt;b&gt;IL&lt;/b&gt;" in html  # shown as typed
     assert "<img" in MarkdownIt("commonmark").render(HOSTILE)  # what escaping prevents
+
+
+def test_a_download_opens_formulas_as_text_and_keeps_numbers_numbers() -> None:
+    """CSV injection: a coin named like a formula would run in a spreadsheet."""
+    import csv
+    import io
+
+    frame = pd.DataFrame(
+        {
+            "name": ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "Bitcoin", None],
+            "change": [-5.5, 1.0, -2.0, 0.0, 3.25, None],
+        }
+    )
+    rows = list(csv.DictReader(io.StringIO(ui.csv_bytes(frame).decode("utf-8"))))
+    assert [row["name"] for row in rows] == [
+        "'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'-2", "'@SUM(A1)", "Bitcoin", ""
+    ]  # fmt: skip
+    assert [row["change"] for row in rows] == ["-5.5", "1.0", "-2.0", "0.0", "3.25", ""]
+    assert frame["name"].iat[0].startswith("=")  # the page's own frame is left as it was

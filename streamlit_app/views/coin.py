@@ -7,6 +7,8 @@ import streamlit as st
 
 from streamlit_app import charts, data, ui
 
+CHART_STYLES = ("Line", "Candles")
+
 
 def pick_coin() -> str | None:
     coins = data.coins()
@@ -116,7 +118,31 @@ def supply_and_extremes(profile: dict) -> None:
         st.caption("CoinCap lists no block explorer for this coin.")
 
 
-def charts_for(coin_id: str, range_: data.Range) -> None:
+def candles(coin_id: str, range_: data.Range) -> bool:
+    """Candles in place of the price line; False (said on the page) when the range's buckets
+    hold one price each, as on the daily replay, where a candle would be a flat dash."""
+    frame = data.coin_candles(coin_id, range_)
+    unit = "hour" if data.CANDLE_RELATIONS[range_] == "hourly" else "day"
+    if not data.candles_supported(frame):
+        st.info(
+            f"Candles need several prices a {unit}: "
+            + (
+                "the daily replay has one snapshot a day, so it has none to draw (a live "
+                "source takes one every 5 minutes). "
+                if ui.replaying()
+                else "this range holds one price or fewer in most of its buckets. "
+            )
+            + "The line below shows the prices there are.",
+            icon=":material/candlestick_chart:",
+        )
+        return False
+    title = f"Price (USD), {'hourly' if unit == 'hour' else 'daily'} candles"
+    st.altair_chart(charts.candle_chart(frame, title), width="stretch")
+    ui.download_csv(frame, f"{coin_id}-candles-{range_}")
+    return True
+
+
+def charts_for(coin_id: str, range_: data.Range, style: str) -> None:
     series = data.coin_series(coin_id, range_)
     spec = data.RANGE_SPECS[range_]
     if len(series) < 2:
@@ -126,15 +152,18 @@ def charts_for(coin_id: str, range_: data.Range) -> None:
             "a chart needs two.",
         )
         return
-    st.altair_chart(charts.price_chart(series), width="stretch")
+    if style != "Candles" or not candles(coin_id, range_):
+        st.altair_chart(charts.price_chart(series), width="stretch")
     st.altair_chart(charts.market_cap_volume_chart(series), width="stretch")
     st.altair_chart(charts.rank_chart(series), width="stretch")
     st.caption(f"{len(series):,} points: {ui.spacing(series['observed_at'], spec.granularity)}.")
+    ui.download_csv(series, f"{coin_id}-{range_}")
 
 
 if ui.page_start("Coin"):
     coin_id = pick_coin()
     range_ = ui.pick_range("7D")
+    style = ui.pick_choice("chart", CHART_STYLES, "Line", "Price as")
     profile = data.coin_profile(coin_id) if coin_id else None
     if coin_id is None or profile is None:
         st.info("Pick a coin.")
@@ -142,5 +171,5 @@ if ui.page_start("Coin"):
         st.header(f"{ui.plain(profile['name'])} ({ui.plain(profile['symbol'])})")
         headline(profile)
         quality_flags(profile)
-        charts_for(coin_id, range_)
+        charts_for(coin_id, range_, style)
         supply_and_extremes(profile)

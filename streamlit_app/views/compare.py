@@ -1,12 +1,67 @@
-"""Compare: several coins as % return from the start of a range, and their ranks."""
+"""Compare: several coins as % return from the start of a range, their ranks, and how they
+moved together: volatility, maximum drawdown and the correlation of their returns (computed
+in SQL over the hourly or daily rollups, see data.compare_stats)."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from streamlit_app import charts, data, ui
 
 MAX_COINS = 8
+
+
+def statistics(chosen: list[str], labels: dict[str, str], range_: data.Range) -> None:
+    """Per-coin risk figures and the correlation matrix, over the same range as the chart."""
+    granularity, periods_per_year = data.STATS_RELATIONS[range_]
+    period = "hourly" if granularity == "hourly" else "daily"
+    stats = data.compare_stats(tuple(chosen), range_)
+    if not stats.empty:  # in the order chosen, like the legend
+        stats = stats.sort_values("coin_id", key=lambda ids: ids.map(chosen.index))
+    if stats.empty or stats["return_count"].max() < 2:
+        st.info(f"Too few {period} returns in this range for volatility and correlation.")
+        return
+    st.subheader("Risk")
+    table = pd.DataFrame(
+        {
+            "Coin": stats["coin_id"].map(labels),
+            "Return": stats["total_return_pct"],
+            f"Volatility ({period})": stats["volatility_pct"],
+            "Volatility (annualised)": stats["annualised_volatility_pct"],
+            "Max drawdown": stats["max_drawdown_pct"],
+            f"{period.capitalize()} returns": stats["return_count"],
+        }
+    )
+    percents = [c for c in table.columns if c not in ("Coin", f"{period.capitalize()} returns")]
+    st.dataframe(
+        table.style.format(dict.fromkeys(percents, ui.pct)),
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(
+        f"From {period} closes. Volatility is the standard deviation of {period} returns, "
+        f"annualised by the square root of {periods_per_year:,} {period} periods a year "
+        "(crypto trades around the clock); the maximum drawdown is the deepest fall of a "
+        "close below its highest close so far in the range. A return across a missing "
+        f"{'hour' if granularity == 'hourly' else 'day'} is left out."
+    )
+    ui.download_csv(table, f"compare-risk-{range_}")
+    if len(chosen) < 2:
+        return
+    matrix = data.correlations(tuple(chosen), range_)
+    if matrix.empty:
+        st.info(f"No {period} returns in common to correlate in this range.")
+        return
+    named = matrix.assign(coin_a=matrix["coin_a"].map(labels), coin_b=matrix["coin_b"].map(labels))
+    order = [labels[c] for c in chosen]
+    st.altair_chart(charts.correlation_chart(named, order), width="stretch")
+    st.caption(
+        f"Pearson correlation of {period} returns over the {period} periods both coins have "
+        "(hover a cell for the count): +1 moved together, 0 unrelated, -1 opposite."
+    )
+    ui.download_csv(named, f"compare-correlation-{range_}")
+
 
 if ui.page_start("Compare"):
     coins = data.coins()
@@ -51,3 +106,8 @@ if ui.page_start("Compare"):
                 f"{points.capitalize()}; each line starts at 0% at its coin's first point in "
                 "the range."
             )
+            ui.download_csv(
+                series[["observed_at", "coin_id", "coin", "price_usd", "rank", "return_pct"]],
+                f"compare-{range_}",
+            )
+            statistics(chosen, labels, range_)

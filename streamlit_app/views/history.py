@@ -24,6 +24,7 @@ if ui.page_start("Market history"):
             f"{coins.min():,}-{coins.max():,} coins behind each point."
             + (f" {gaps:,} gap(s) with no snapshot are left blank." if gaps else "")
         )
+        ui.download_csv(points, f"market-history-{range_}")
         unmeasured = points["stablecoin_dominance_pct"].isna().sum()
         if unmeasured:
             st.caption(

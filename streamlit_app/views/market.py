@@ -123,11 +123,30 @@ def ranking_table() -> None:
             "Last 7 days": st.column_config.LineChartColumn(width="medium", color="auto"),
         },
     )
+    csv_column, parquet_column = st.columns([1, 5])
+    with csv_column:
+        ui.download_csv(frame.drop(columns="sparkline_7d"), "ranking")
+    parquet_column.download_button(
+        "Download Parquet",
+        ranking_parquet(frame),
+        file_name="cryptolytics-ranking.parquet",
+        mime="application/vnd.apache.parquet",
+        icon=":material/download:",
+        key="parquet-ranking",
+        on_click="ignore",
+    )
     st.caption(
         f"{len(frame):,} coins. {'/'.join(c.removesuffix(' %') for c in changes)} changes come "
         "from our own history; a faded None means the history is too short for that horizon."
         + (f" {ui.REPLAY_HAS_NO_INTRADAY}" if replay else "")
     )
+
+
+def ranking_parquet(frame: pd.DataFrame) -> bytes:
+    """The ranking as shown (filters, sort), typed, with its 7-day prices as a list column."""
+    return frame.assign(
+        sparkline_7d=frame["sparkline_7d"].map(lambda p: None if p is None else list(p))
+    ).to_parquet(index=False)
 
 
 def movers_tables() -> None:
@@ -156,6 +175,8 @@ def movers_tables() -> None:
             hide_index=True,
             width="stretch",
         )
+        with column:
+            ui.download_csv(frame, f"movers-{direction}")
     st.caption(  # plain: "$100,000 ... $1,000,000" would be LaTeX between two $ signs
         ui.plain(
             f"Movers: coins with {data.mover_filter().described()} (a coin page lists its "
@@ -171,3 +192,4 @@ if ui.page_start("Market"):
     traded = data.most_traded()
     if not traded.empty:
         st.altair_chart(charts.most_traded_chart(traded), width="stretch")
+        ui.download_csv(traded, "most-traded")

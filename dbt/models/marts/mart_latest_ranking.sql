@@ -1,6 +1,8 @@
 {#- The latest ranking with price changes computed from our own history. A change is the
     price now against the newest snapshot at least `minutes` older and at most
     `tolerance_minutes` older than that; with no such snapshot it is null, never invented.
+    Rank changes use the same reference snapshots: `rank_change_<h>` is the places climbed
+    (rank then minus rank now, so +3 went from #8 to #5); null for a coin not ranked then.
     Data-quality flags mark what no analyst should read as a market move (the movers leave
     flagged coins out; a coin page lists its flags):
     - no_volume: a 24h volume of 0, nobody traded it; volume_unknown: the source gives none;
@@ -16,6 +18,7 @@
     {'name': '1h', 'minutes': 60, 'tolerance_minutes': 6},
     {'name': '24h', 'minutes': 1440, 'tolerance_minutes': 144},
     {'name': '7d', 'minutes': 10080, 'tolerance_minutes': 1008},
+    {'name': '30d', 'minutes': 43200, 'tolerance_minutes': 4320},
 ] -%}
 
 {%- set overview = ref('mart_market_overview') -%}
@@ -65,6 +68,7 @@ sparklines as (
 
         select
             facts.coin_id,
+            facts.rank,
             facts.price_usd,
             facts.market_cap_usd,
             facts.supply
@@ -93,6 +97,8 @@ changes as (
         {% for horizon in horizons -%}
             100 * (latest.price_usd - price_{{ horizon.name }}.price_usd)
             / price_{{ horizon.name }}.price_usd as change_{{ horizon.name }}_pct,
+            price_{{ horizon.name }}.rank as rank_{{ horizon.name }}_ago,
+            price_{{ horizon.name }}.rank - latest.rank as rank_change_{{ horizon.name }},
         {% endfor -%}
         100 * (latest.market_cap_usd - price_24h.market_cap_usd)
         / nullif(price_24h.market_cap_usd, 0) as market_cap_change_24h_pct,
