@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from streamlit_app import data
 from streamlit_app.data import with_gaps
 
 pytestmark = pytest.mark.unit
@@ -29,3 +30,16 @@ def test_steady_data_and_the_daily_replay_have_no_gap() -> None:
     assert len(with_gaps(frame(steady), pd.Timedelta(minutes=5))) == len(steady)
     daily = [f"2021-01-0{d}" for d in range(1, 8)]  # 7D on the replay: one point a day
     assert len(with_gaps(frame(daily), pd.Timedelta(minutes=5))) == len(daily)
+
+
+def test_compare_draws_every_kth_point_and_keeps_each_coins_first_and_last() -> None:
+    times = pd.date_range("2025-03-01", periods=720, freq="h")
+    series = pd.concat(
+        [pd.DataFrame({"observed_at": times, "coin_id": c, "price_usd": 1.0}) for c in "abcdefgh"]
+    )  # 8 coins x 720 hourly closes: Compare at 1M on a live source
+    kept, every = data.thinned(series, 5000)
+    assert len(series) == 5760 and len(kept) <= 5000 and every == 2
+    for _, coin in kept.groupby("coin_id"):
+        assert coin["observed_at"].min() == times[0] and coin["observed_at"].max() == times[-1]
+    small, one = data.thinned(series.head(100), 5000)
+    assert one == 1 and len(small) == 100

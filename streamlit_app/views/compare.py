@@ -92,7 +92,7 @@ if ui.page_start("Compare"):
     if not chosen:
         st.info("Pick one or more coins to compare.")
     else:
-        series = data.compare_series(tuple(chosen), range_)
+        series, every = data.thinned(data.compare_series(tuple(chosen), range_), charts.MAX_POINTS)
         # named in the legend, in the order chosen (names are data: Vega draws them as text)
         series["coin"] = series["coin_id"].map(labels)
         series = series.sort_values("coin_id", key=lambda ids: ids.map(chosen.index), kind="stable")
@@ -101,10 +101,16 @@ if ui.page_start("Compare"):
         else:
             st.altair_chart(charts.returns_chart(series), width="stretch")
             st.altair_chart(charts.rank_chart(series, color_by="coin"), width="stretch")
-            points = ui.spacing(series["observed_at"], data.RANGE_SPECS[range_].granularity)
+            points = ui.spacing(series["observed_at"], data.COMPARE_SPECS[range_].granularity)
             st.caption(
                 f"{points.capitalize()}; each line starts at 0% at its coin's first point in "
                 "the range."
+                + (
+                    f" One point in {every} is drawn (a chart carries at most "
+                    f"{charts.MAX_POINTS:,}); the figures below use every one."
+                    if every > 1
+                    else ""
+                )
             )
             ui.download_csv(
                 series[["observed_at", "coin_id", "coin", "price_usd", "rank", "return_pct"]],
