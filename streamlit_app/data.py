@@ -473,11 +473,14 @@ def with_gaps(frame: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
     if not gaps.any():
         return frame
     breaks = pd.DataFrame({"observed_at": times[gaps] - spacing})
-    return (
+    filled = (
         pd.concat([frame, breaks], ignore_index=True)
         .sort_values("observed_at")
         .reset_index(drop=True)
     )
+    # a null row made integer columns floats ("2,000.0 coins"): nullable integers again
+    integers = [c for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])]
+    return filled.astype(dict.fromkeys(integers, "Int64"))
 
 
 # Candles: hourly up to 7D, daily beyond (a 1M chart of 720 hourly candles is unreadable).

@@ -23,6 +23,8 @@ def test_a_missed_stretch_becomes_one_row_of_nulls_inside_it() -> None:
     gap = out.loc[out["total_market_cap_usd"].isna(), "observed_at"].iat[0]
     assert pd.Timestamp("2025-03-16 12:10") < gap < pd.Timestamp("2025-03-16 13:10")
     assert out["observed_at"].is_monotonic_increasing
+    counted = with_gaps(frame(times).assign(asset_count=2000), pd.Timedelta(minutes=5))
+    assert f"{counted['asset_count'].max():,}" == "2,000"  # a count, not 2,000.0
 
 
 def test_steady_data_and_the_daily_replay_have_no_gap() -> None:

@@ -26,7 +26,7 @@ def statistics(chosen: list[str], labels: dict[str, str], range_: data.Range) ->
     table = pd.DataFrame(
         {
             "Coin": stats["coin_id"].map(labels),
-            "Return": stats["total_return_pct"],
+            f"Return ({period} closes)": stats["total_return_pct"],
             f"Volatility ({period})": stats["volatility_pct"],
             "Volatility (annualised)": stats["annualised_volatility_pct"],
             "Max drawdown": stats["max_drawdown_pct"],

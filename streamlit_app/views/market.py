@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -106,7 +107,8 @@ def ranking_table() -> None:
             "Supply": frame["supply"],
             # one point is no line (Streamlit would draw it flat on the cell's border)
             "Last 7 days": frame["sparkline_7d"].map(
-                lambda prices: [] if prices is None or len(prices) < 2 else list(prices)
+                # a null list comes back as pd.NA, not None
+                lambda prices: list(prices) if _is_list(prices) and len(prices) >= 2 else []
             ),
         }
     )
@@ -142,10 +144,14 @@ def ranking_table() -> None:
     )
 
 
+def _is_list(value: object) -> bool:
+    return isinstance(value, list | tuple | np.ndarray)
+
+
 def ranking_parquet(frame: pd.DataFrame) -> bytes:
     """The ranking as shown (filters, sort), typed, with its 7-day prices as a list column."""
     return frame.assign(
-        sparkline_7d=frame["sparkline_7d"].map(lambda p: None if p is None else list(p))
+        sparkline_7d=frame["sparkline_7d"].map(lambda p: list(p) if _is_list(p) else None)
     ).to_parquet(index=False)
 
 

@@ -30,8 +30,8 @@ def rank_movers() -> None:
         column.markdown(f"**{title} ({horizon})**")
         if frame.empty:
             column.info(
-                f"No coin passes the filter below with a rank {horizon} ago: this needs "
-                f"{horizon} of history."
+                f"No coin that passes the filter below has a rank {horizon} ago to compare "
+                f"with (that needs {horizon} of history) and moved that way."
             )
             continue
         table = pd.DataFrame(
@@ -68,12 +68,14 @@ def top_turnover() -> None:
     if since is None:
         ui.too_few_points(range_, "One ranked moment in this range: nothing to compare.")
         return
-    st.caption(
-        f"The top {top_n:,} at the latest snapshot against the top {top_n:,} at "
-        f"{pd.Timestamp(since):%Y-%m-%d %H:%M} UTC, the first "
-        f"{data.RANK_BUCKET_UNITS[data.RANGE_SPECS[range_].relation] or 'snapshot'} of "
-        "the range we hold."
+    unit = data.RANK_BUCKET_UNITS[data.RANGE_SPECS[range_].relation]
+    then = (
+        f"the snapshot of {pd.Timestamp(since):%Y-%m-%d %H:%M} UTC, the first of the range"
+        if unit is None
+        else f"the close of the {unit} from {pd.Timestamp(since):%Y-%m-%d %H:%M} UTC (its "
+        f"last snapshot), the first {unit} of the range we hold"
     )
+    st.caption(f"The top {top_n:,} at the latest snapshot against the top {top_n:,} at {then}.")
     columns = st.columns(2)
     for column, movement, title in zip(
         columns,
