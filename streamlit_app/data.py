@@ -49,6 +49,10 @@ class RangeSpec:
     granularity: str  # said under the chart
 
 
+# The time unit of each relation's rows (None: a row per snapshot); SQL takes units from
+# here only, never from input.
+BUCKET_UNITS: dict[str, str | None] = {"facts": None, "hourly": "hour", "daily": "day"}
+
 RANGE_SPECS: dict[Range, RangeSpec] = {
     "1D": RangeSpec(1, "facts", "5-minute snapshots"),
     "7D": RangeSpec(7, "facts", "5-minute snapshots"),
@@ -282,9 +286,6 @@ def turnover_sql(relation: str) -> str:
     """
 
 
-RANK_BUCKET_UNITS = {"facts": None, "hourly": "hour", "daily": "day"}
-
-
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def top_turnover(top_n: int, range_: Range) -> tuple[datetime | None, pd.DataFrame]:
     """Entries to and exits from the top N between the range's first ranked moment and the
@@ -304,7 +305,7 @@ def top_turnover(top_n: int, range_: Range) -> tuple[datetime | None, pd.DataFra
     if pd.isna(first) or pd.Timestamp(first) >= pd.Timestamp(latest):
         return None, pd.DataFrame()
     start = pd.Timestamp(first)
-    unit = RANK_BUCKET_UNITS[spec.relation]
+    unit = BUCKET_UNITS[spec.relation]
     start_at = start.floor({"hour": "h", "day": "D"}[unit]) if unit else start
     frame = _query(turnover_sql(spec.relation), start_at=start_at.to_pydatetime(), top_n=top_n)
     return start_at.to_pydatetime(), frame
@@ -412,8 +413,7 @@ def _series(
 
 
 # The whole market over a range: every snapshot up to 7D, then the last snapshot of each
-# hour or day (the unit is from this whitelist, never from input).
-MARKET_BUCKETS: dict[str, str | None] = {"facts": None, "hourly": "hour", "daily": "day"}
+# hour or day (BUCKET_UNITS).
 MARKET_COLUMNS = """total_market_cap_usd, total_volume_usd_24hr, asset_count,
                btc_dominance_pct, eth_dominance_pct, stablecoin_dominance_pct"""
 
@@ -447,7 +447,7 @@ def market_history(range_: Range) -> pd.DataFrame:
     if latest is None:
         return pd.DataFrame()
     frame = _query(
-        _market_history_sql(MARKET_BUCKETS[spec.relation]),
+        _market_history_sql(BUCKET_UNITS[spec.relation]),
         since=_since(spec.days, latest),
         as_of=latest,
     )
@@ -532,7 +532,6 @@ STATS_RELATIONS: dict[Range, tuple[str, int]] = {
     "1Y": ("daily", 365),
     "ALL": ("daily", 365),
 }
-STATS_STEPS = {"hourly": "hour", "daily": "day"}
 
 
 def _returns_cte(granularity: str, coin_count: int) -> str:
@@ -540,7 +539,7 @@ def _returns_cte(granularity: str, coin_count: int) -> str:
     return across a missing bucket is left out (it would span two periods as one)."""
     table = f"prod.mart_coin_{granularity}"
     ids = ", ".join(f"$coin_{i}" for i in range(coin_count))
-    step = STATS_STEPS[granularity]
+    step = BUCKET_UNITS[granularity]
     return f"""
         closes as (
             select coin_id, bucket_at, close_price_usd as close_price

@@ -156,17 +156,7 @@ def query_param(name: str, default: str) -> str:
 def pick_range(default: data.Range) -> data.Range:
     """The range buttons, kept in the URL (`?range=1M`) so a view can be shared; an unknown
     range in a link is said, then replaced by the default."""
-    wanted = query_param("range", default)
-    if wanted not in data.RANGES:
-        link_notice(
-            f"The link's range “{plain(wanted[:40])}” is not one of "
-            f"{', '.join(data.RANGES)}: showing {default}."
-        )
-        wanted = default
-    chosen = st.segmented_control("Range", data.RANGES, default=wanted, key="range")
-    chosen = chosen or default
-    st.query_params["range"] = chosen
-    return cast(data.Range, chosen)
+    return cast(data.Range, pick_choice("range", data.RANGES, default, "Range"))
 
 
 def coin_link(coin_ids: pd.Series) -> pd.Series:
@@ -193,15 +183,19 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     return safe.to_csv(index=False).encode("utf-8")
 
 
-def download_csv(frame: pd.DataFrame, name: str, label: str = "Download CSV") -> None:
+def download_csv(frame: pd.DataFrame, name: str) -> None:
     """The data behind a chart or table, as the page shows it: `name`.csv."""
+    download(csv_bytes(frame), f"{name}.csv", "text/csv", "Download CSV")
+
+
+def download(content: bytes, file_name: str, mime: str, label: str) -> None:
     st.download_button(
         label,
-        csv_bytes(frame),
-        file_name=f"cryptolytics-{name}.csv",
-        mime="text/csv",
+        content,
+        file_name=f"cryptolytics-{file_name}",
+        mime=mime,
         icon=":material/download:",
-        key=f"csv-{name}",
+        key=f"download-{file_name}",
         on_click="ignore",  # a download is no reason to rerun the page
     )
 

@@ -140,6 +140,8 @@ def test_market_page_shows_the_latest_totals_and_says_replay(replay_days) -> Non
     assert (len(gainers), len(losers)) == (10, 10)
     assert gainers["24h %"].is_monotonic_decreasing and losers["24h %"].is_monotonic_increasing
     assert len(app.get("vega_lite_chart")) == 1  # most traded
+    # the ranking as CSV and Parquet, each movers table, the most-traded chart
+    assert download_names(app) == ["Download CSV", "Download Parquet", *["Download CSV"] * 3]
 
 
 @pytest.mark.usefixtures("replay_app")
@@ -280,6 +282,7 @@ def test_market_history_charts_the_whole_market_from_our_snapshots(replay_days) 
     assert len(app.get("vega_lite_chart")) == 2
     assert f"{REPLAY_DAYS} points" in texts(app, "caption")
     assert "coins behind each point" in texts(app, "caption")
+    assert download_names(app) == ["Download CSV"]
     day = run("history", range="1D")
     assert ui.REPLAY_HAS_NO_INTRADAY in texts(day, "info")
 
@@ -297,7 +300,8 @@ def test_compare_page_charts_returns_and_ranks() -> None:
 
 
 def download_names(app: AppTest) -> list[str]:
-    """The file names of the page's download buttons (AppTest has no typed element)."""
+    """The labels of the page's download buttons (AppTest has no typed element; the
+    browser test saves a file and reads it back)."""
     return [element.proto.label for element in app.get("download_button")]
 
 
@@ -333,8 +337,7 @@ def test_ranks_page_climbers_fallers_entries_and_exits_from_the_snapshots(replay
     app = run("ranks", horizon="7d", top="100", range="ALL")
     frames = [element.value for element in app.dataframe]
     assert len(frames) == 4  # climbers, fallers, entered, left
-    shown = frames[0].data if hasattr(frames[0], "data") else frames[0]
-    assert shown["Page"].iloc[0] == f"coin?coin={climbers['coin_id'].iat[0]}"
+    assert frames[0]["Page"].iloc[0] == f"coin?coin={climbers['coin_id'].iat[0]}"
     assert "among coins with at least $100,000" in texts(app, "caption").replace("\\$", "$")
     assert download_names(app) == ["Download CSV"] * 4
     bad = run("ranks", horizon="1y", top="7")

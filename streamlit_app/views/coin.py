@@ -122,7 +122,7 @@ def candles(coin_id: str, range_: data.Range) -> bool:
     """Candles in place of the price line; False (said on the page) when the range's buckets
     hold one price each, as on the daily replay, where a candle would be a flat dash."""
     frame = data.coin_candles(coin_id, range_)
-    unit = "hour" if data.CANDLE_RELATIONS[range_] == "hourly" else "day"
+    unit = data.BUCKET_UNITS[data.CANDLE_RELATIONS[range_]]
     if not data.candles_supported(frame):
         st.info(
             f"Candles need several prices a {unit}: "

@@ -128,15 +128,13 @@ def ranking_table() -> None:
     csv_column, parquet_column = st.columns([1, 5])
     with csv_column:
         ui.download_csv(frame.drop(columns="sparkline_7d"), "ranking")
-    parquet_column.download_button(
-        "Download Parquet",
-        ranking_parquet(frame),
-        file_name="cryptolytics-ranking.parquet",
-        mime="application/vnd.apache.parquet",
-        icon=":material/download:",
-        key="parquet-ranking",
-        on_click="ignore",
-    )
+    with parquet_column:
+        ui.download(
+            ranking_parquet(frame),
+            "ranking.parquet",
+            "application/vnd.apache.parquet",
+            "Download Parquet",
+        )
     st.caption(
         f"{len(frame):,} coins. {'/'.join(c.removesuffix(' %') for c in changes)} changes come "
         "from our own history; a faded None means the history is too short for that horizon."

@@ -68,7 +68,7 @@ def top_turnover() -> None:
     if since is None:
         ui.too_few_points(range_, "One ranked moment in this range: nothing to compare.")
         return
-    unit = data.RANK_BUCKET_UNITS[data.RANGE_SPECS[range_].relation]
+    unit = data.BUCKET_UNITS[data.RANGE_SPECS[range_].relation]
     then = (
         f"the snapshot of {pd.Timestamp(since):%Y-%m-%d %H:%M} UTC, the first of the range"
         if unit is None
