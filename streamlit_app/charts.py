@@ -10,11 +10,18 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-MAX_POINTS = 5000
-# d3's SI prefixes say G for a billion; money says B.
-MONEY_AXIS = alt.Axis(
-    labelExpr="replace(format(datum.value, '$.3~s'), 'G', 'B')"
-)  # Altair's own default limit; our ranges stay well under it
+MAX_POINTS = 5000  # Altair's own default limit; our ranges stay well under it
+
+
+def money_axis(unit: str = "USD") -> alt.Axis:
+    """$1.2B for dollars, 1.2k BTC for a coin (d3's SI prefixes say G for a billion; money
+    says B)."""
+    if unit == "USD":
+        return alt.Axis(labelExpr="replace(format(datum.value, '$.3~s'), 'G', 'B')")
+    return alt.Axis(labelExpr=f"replace(format(datum.value, '.3~s'), 'G', 'B') + ' {unit}'")
+
+
+MONEY_AXIS = money_axis()
 UP, DOWN, NEUTRAL = "#16a34a", "#dc2626", "#2563eb"
 
 
@@ -34,40 +41,45 @@ def _time_axis(title: str = "") -> alt.X:
     return alt.X("observed_at:T", title=title, axis=alt.Axis(labelOverlap=True))
 
 
-def price_chart(series: pd.DataFrame) -> alt.Chart:
-    """Price over time, coloured by direction over the range."""
+def price_chart(series: pd.DataFrame, unit: str = "USD") -> alt.Chart:
+    """Price over time in `unit` (the column `price_<unit>`), coloured by direction over the
+    range."""
     frame = _checked(series)
-    rising = len(frame) < 2 or frame["price_usd"].iloc[-1] >= frame["price_usd"].iloc[0]
+    price = f"price_{unit.lower()}"
+    rising = len(frame) < 2 or frame[price].iloc[-1] >= frame[price].iloc[0]
     return (
-        alt.Chart(frame, title="Price (USD)")
+        alt.Chart(frame, title=f"Price ({unit})")
         .mark_line(color=UP if rising else DOWN)  # straight between samples: no invented moves
         .encode(
             x=_time_axis(),
-            y=alt.Y("price_usd:Q", title=None, scale=alt.Scale(zero=False)),
+            y=alt.Y(f"{price}:Q", title=None, scale=alt.Scale(zero=False)),
             tooltip=[
                 alt.Tooltip("observed_at:T", title="time"),
-                alt.Tooltip("price_usd:Q", title="price", format=",.8~g"),
+                alt.Tooltip(f"{price}:Q", title=f"price ({unit})", format=",.8~g"),
             ],
         )
     )
 
 
-def market_cap_volume_chart(series: pd.DataFrame) -> alt.LayerChart:
-    """Market cap as an area, 24h volume as bars beneath, on their own axes."""
+def market_cap_volume_chart(series: pd.DataFrame, unit: str = "USD") -> alt.LayerChart:
+    """Market cap as an area, 24h volume as bars beneath, on their own axes, in `unit`."""
     frame = _checked(series)
+    suffix = unit.lower()
+    # a coin's cap in BTC is a few thousand: whole units would round a small one to 0
+    amount = ",.0f" if unit == "USD" else ",.6~g"
     base = alt.Chart(frame).encode(x=_time_axis())
     cap = base.mark_area(opacity=0.35, color=NEUTRAL).encode(
-        y=alt.Y("market_cap_usd:Q", title="Market cap (USD)", axis=MONEY_AXIS),
+        y=alt.Y(f"market_cap_{suffix}:Q", title=f"Market cap ({unit})", axis=money_axis(unit)),
         tooltip=[
             alt.Tooltip("observed_at:T", title="time"),
-            alt.Tooltip("market_cap_usd:Q", title="market cap", format=",.0f"),
+            alt.Tooltip(f"market_cap_{suffix}:Q", title=f"market cap ({unit})", format=amount),
         ],
     )
     volume = base.mark_bar(opacity=0.6, color="#a855f7").encode(
-        y=alt.Y("volume_usd_24hr:Q", title="24h volume (USD)", axis=MONEY_AXIS),
+        y=alt.Y(f"volume_{suffix}_24hr:Q", title=f"24h volume ({unit})", axis=money_axis(unit)),
         tooltip=[
             alt.Tooltip("observed_at:T", title="time"),
-            alt.Tooltip("volume_usd_24hr:Q", title="24h volume", format=",.0f"),
+            alt.Tooltip(f"volume_{suffix}_24hr:Q", title=f"24h volume ({unit})", format=amount),
         ],
     )
     return (
@@ -118,14 +130,14 @@ def series_colour(frame: pd.DataFrame, field: str) -> alt.Color:
     )
 
 
-def returns_chart(series: pd.DataFrame) -> alt.LayerChart:
+def returns_chart(series: pd.DataFrame, unit: str = "USD") -> alt.LayerChart:
     """Each coin's return from the start of the range, on a log axis (a doubling and a
     halving are the same distance) labelled in %. Series are named by `coin` when given."""
     frame = _checked(series)
     name = "coin" if "coin" in frame else "coin_id"
     frame = frame.assign(growth=1 + frame["return_pct"] / 100)
     lines = (
-        alt.Chart(frame, title="Return since the start of the range (log scale)")
+        alt.Chart(frame, title=f"Return in {unit} since the start of the range (log scale)")
         .mark_line()
         .encode(
             x=_time_axis(),

@@ -62,6 +62,37 @@ RANGE_SPECS: dict[Range, RangeSpec] = {
     "ALL": RangeSpec(None, "daily", "daily closes"),
 }
 
+
+@dataclass(frozen=True)
+class Quote:
+    """A currency prices are shown in: USD as the source gives them, or a coin's own USD price
+    at the same moment (the same snapshot, or the same hour's or day's close). Derived from
+    our snapshots, so it works on the replay and live alike."""
+
+    code: str  # what the URL and the page say
+    coin_id: str | None  # whose price divides ours; None: USD itself
+
+    @property
+    def suffix(self) -> str:
+        """Column names carry their unit (`price_btc`), as the warehouse's do (`price_usd`)."""
+        return self.code.lower()
+
+
+USD = Quote("USD", None)
+QUOTES: dict[str, Quote] = {
+    q.code: q for q in (USD, Quote("BTC", "bitcoin"), Quote("ETH", "ethereum"))
+}
+
+
+def quote_columns(quote: Quote) -> dict[str, str]:
+    """The series' money columns in a quote: price, market cap, 24h volume."""
+    return {
+        "price": f"price_{quote.suffix}",
+        "market_cap": f"market_cap_{quote.suffix}",
+        "volume": f"volume_{quote.suffix}_24hr",
+    }
+
+
 # What each granularity reads, for one or several coins (`$coin_0`, `$coin_1` ...: a list
 # bound one value per parameter, the same on DuckDB and BigQuery); columns renamed to one
 # shape for the charts.
@@ -83,16 +114,49 @@ SERIES_COLUMNS = {
 }
 
 
-def series_sql(relation: str, coin_count: int) -> str:
-    """One scan for every coin asked for (a scan per coin cost 8x on Compare at 7D)."""
+def series_sql(relation: str, coin_count: int, quote: Quote = USD) -> str:
+    """One scan for every coin asked for (a scan per coin cost 8x on Compare at 7D). In a
+    quote other than USD, each money figure is divided by the quote coin's price at the same
+    moment (`$quote_coin`); a moment without that price has no point, rather than a guess."""
     table, time_column, columns = SERIES_COLUMNS[relation]
     ids = ", ".join(f"$coin_{i}" for i in range(coin_count))
-    return f"""
+    window = f"{time_column} > $since and {time_column} <= $as_of"
+    if quote.coin_id is None:
+        return f"""
         select {time_column} as observed_at, coin_id, {columns}
         from {table}
-        where coin_id in ({ids}) and {time_column} > $since and {time_column} <= $as_of
+        where coin_id in ({ids}) and {window}
         order by coin_id, observed_at
     """
+    named = quote_columns(quote)
+    # one scan for the coins and the quote coin; each moment's quote price is a window
+    # over that moment's few rows (a second scan for the quote coin cost 1.4x at 7D)
+    return f"""
+        with read as (
+            select {time_column} as observed_at, coin_id, {columns}
+            from {table}
+            where coin_id in ({ids}, $quote_coin) and {window}
+        ),
+        quoted as (
+            select
+                *,
+                max(case when coin_id = $quote_coin and price_usd > 0 then price_usd end)
+                    over (partition by observed_at) as quote_price_usd
+            from read
+        )
+        select observed_at, coin_id,
+               price_usd / quote_price_usd as {named["price"]},
+               market_cap_usd / quote_price_usd as {named["market_cap"]},
+               volume_usd_24hr / quote_price_usd as {named["volume"]},
+               rank, supply
+        from quoted
+        where coin_id in ({ids}) and quote_price_usd is not null
+        order by coin_id, observed_at
+    """
+
+
+def _quote_params(quote: Quote) -> dict[str, str]:
+    return {} if quote.coin_id is None else {"quote_coin": quote.coin_id}
 
 
 # Sort options of the ranking table: label -> (column, descending). Whitelisted.
@@ -391,25 +455,45 @@ def as_of() -> datetime | None:
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
-def coin_series(coin_id: str, range_: Range) -> pd.DataFrame:
-    """Price, market cap, volume, rank and supply of one coin over a range, at the
-    granularity the range calls for. Ranges end at the latest snapshot (`as_of`)."""
-    return _series((coin_id,), range_).drop(columns="coin_id", errors="ignore")
+def coin_series(coin_id: str, range_: Range, quote: Quote = USD) -> pd.DataFrame:
+    """Price, market cap, volume (in `quote`), rank and supply of one coin over a range, at
+    the granularity the range calls for. Ranges end at the latest snapshot (`as_of`)."""
+    return _series((coin_id,), range_, quote=quote).drop(columns="coin_id", errors="ignore")
 
 
 def _series(
-    coin_ids: tuple[str, ...], range_: Range, spec: RangeSpec | None = None
+    coin_ids: tuple[str, ...],
+    range_: Range,
+    spec: RangeSpec | None = None,
+    quote: Quote = USD,
 ) -> pd.DataFrame:
     spec = spec or RANGE_SPECS[range_]
     latest = as_of()
     if latest is None or not coin_ids:
         return pd.DataFrame()
     return _query(
-        series_sql(spec.relation, len(coin_ids)),
+        series_sql(spec.relation, len(coin_ids), quote),
         **{f"coin_{i}": coin_id for i, coin_id in enumerate(coin_ids)},
+        **_quote_params(quote),
         since=_since(spec.days, latest),
         as_of=latest,
     )
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def latest_quote(quote: Quote) -> dict[str, Any] | None:
+    """The quote coin's latest USD price and 24h change (None for USD, or when it is not in
+    the latest ranking): what converts the coin page's headline."""
+    if quote.coin_id is None:
+        return None
+    frame = _query(
+        """
+        select price_usd, change_24h_pct from prod.mart_latest_ranking
+        where coin_id = $coin_id and price_usd > 0
+        """,
+        coin_id=quote.coin_id,
+    )
+    return None if frame.empty else frame.iloc[0].to_dict()
 
 
 # The whole market over a range: every snapshot up to 7D, then the last snapshot of each
@@ -534,19 +618,44 @@ STATS_RELATIONS: dict[Range, tuple[str, int]] = {
 }
 
 
-def _returns_cte(granularity: str, coin_count: int) -> str:
-    """Each chosen coin's closes in the range and its return over the previous bucket; a
-    return across a missing bucket is left out (it would span two periods as one)."""
-    table = f"prod.mart_coin_{granularity}"
-    ids = ", ".join(f"$coin_{i}" for i in range(coin_count))
-    step = BUCKET_UNITS[granularity]
-    return f"""
+def _closes_cte(table: str, ids: str, quote: Quote) -> str:
+    """Each chosen coin's closes in the range, in USD or divided by the quote coin's close of
+    the same bucket (a bucket without the quote coin's close is left out)."""
+    if quote.coin_id is None:
+        return f"""
         closes as (
             select coin_id, bucket_at, close_price_usd as close_price
             from {table}
             where coin_id in ({ids}) and bucket_at > $since and bucket_at <= $as_of
               and close_price_usd > 0
+        ),"""
+    return f"""
+        read as (
+            select coin_id, bucket_at, close_price_usd
+            from {table}
+            where coin_id in ({ids}, $quote_coin) and bucket_at > $since and bucket_at <= $as_of
         ),
+        quoted as (
+            select
+                *,
+                max(case when coin_id = $quote_coin and close_price_usd > 0
+                    then close_price_usd end) over (partition by bucket_at) as quote_close
+            from read
+        ),
+        closes as (
+            select coin_id, bucket_at, close_price_usd / quote_close as close_price
+            from quoted
+            where coin_id in ({ids}) and close_price_usd > 0 and quote_close is not null
+        ),"""
+
+
+def _returns_cte(granularity: str, coin_count: int, quote: Quote = USD) -> str:
+    """Each chosen coin's closes in the range and its return over the previous bucket; a
+    return across a missing bucket is left out (it would span two periods as one)."""
+    table = f"prod.mart_coin_{granularity}"
+    ids = ", ".join(f"$coin_{i}" for i in range(coin_count))
+    step = BUCKET_UNITS[granularity]
+    return f"""{_closes_cte(table, ids, quote)}
         lagged as (
             select
                 coin_id,
@@ -574,11 +683,11 @@ def _returns_cte(granularity: str, coin_count: int) -> str:
         )"""
 
 
-def compare_stats_sql(granularity: str, coin_count: int) -> str:
+def compare_stats_sql(granularity: str, coin_count: int, quote: Quote = USD) -> str:
     """Per coin: return over the range, volatility (standard deviation of period returns,
     and annualised), maximum drawdown (the deepest fall of a close below its running peak)."""
     return f"""
-        with {_returns_cte(granularity, coin_count)}
+        with {_returns_cte(granularity, coin_count, quote)}
         select
             coin_id,
             count(period_return) as return_count,
@@ -594,10 +703,10 @@ def compare_stats_sql(granularity: str, coin_count: int) -> str:
     """
 
 
-def correlation_sql(granularity: str, coin_count: int) -> str:
+def correlation_sql(granularity: str, coin_count: int, quote: Quote = USD) -> str:
     """Pearson correlation of every pair's period returns, over the periods both have."""
     return f"""
-        with {_returns_cte(granularity, coin_count)}
+        with {_returns_cte(granularity, coin_count, quote)}
         select left_side.coin_id as coin_a, right_side.coin_id as coin_b,
                corr(left_side.period_return, right_side.period_return) as correlation,
                count(*) as periods
@@ -609,34 +718,39 @@ def correlation_sql(granularity: str, coin_count: int) -> str:
     """
 
 
-def _stats_params(coin_ids: tuple[str, ...], range_: Range) -> dict[str, Any] | None:
+def _stats_params(coin_ids: tuple[str, ...], range_: Range, quote: Quote) -> dict[str, Any] | None:
     latest = as_of()
     if latest is None or not coin_ids:
         return None
     return {
         **{f"coin_{i}": coin_id for i, coin_id in enumerate(coin_ids)},
+        **_quote_params(quote),
         "since": _since(RANGE_SPECS[range_].days, latest),
         "as_of": latest,
     }
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
-def compare_stats(coin_ids: tuple[str, ...], range_: Range) -> pd.DataFrame:
-    """Return, volatility and maximum drawdown of each chosen coin over the range."""
-    params = _stats_params(coin_ids, range_)
+def compare_stats(coin_ids: tuple[str, ...], range_: Range, quote: Quote = USD) -> pd.DataFrame:
+    """Return, volatility and maximum drawdown of each chosen coin over the range, in
+    `quote` (the quote coin itself is flat there: a return of 0, no volatility)."""
+    params = _stats_params(coin_ids, range_, quote)
     if params is None:
         return pd.DataFrame()
     granularity, periods = STATS_RELATIONS[range_]
-    return _query(compare_stats_sql(granularity, len(coin_ids)), periods_per_year=periods, **params)
+    return _query(
+        compare_stats_sql(granularity, len(coin_ids), quote), periods_per_year=periods, **params
+    )
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
-def correlations(coin_ids: tuple[str, ...], range_: Range) -> pd.DataFrame:
-    """The correlation matrix of the chosen coins' returns over the range, as long rows."""
-    params = _stats_params(coin_ids, range_)
+def correlations(coin_ids: tuple[str, ...], range_: Range, quote: Quote = USD) -> pd.DataFrame:
+    """The correlation matrix of the chosen coins' returns over the range, as long rows (a
+    coin flat in the quote, the quote coin itself, correlates with nothing: null)."""
+    params = _stats_params(coin_ids, range_, quote)
     if params is None:
         return pd.DataFrame()
-    return _query(correlation_sql(STATS_RELATIONS[range_][0], len(coin_ids)), **params)
+    return _query(correlation_sql(STATS_RELATIONS[range_][0], len(coin_ids), quote), **params)
 
 
 # Compare draws up to 8 coins: at 7D, 8 x 2,016 five-minute points would be more than a chart
@@ -648,12 +762,14 @@ COMPARE_SPECS: dict[Range, RangeSpec] = {
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
-def compare_series(coin_ids: tuple[str, ...], range_: Range) -> pd.DataFrame:
-    """Several coins over one range, with each one's % return from its first point."""
-    frame = _series(coin_ids, range_, COMPARE_SPECS[range_])
+def compare_series(coin_ids: tuple[str, ...], range_: Range, quote: Quote = USD) -> pd.DataFrame:
+    """Several coins over one range, with each one's % return (in `quote`) from its first
+    point."""
+    frame = _series(coin_ids, range_, COMPARE_SPECS[range_], quote)
+    price = quote_columns(quote)["price"]
     if frame.empty:
-        return pd.DataFrame(columns=["observed_at", "coin_id", "price_usd", "rank", "return_pct"])
-    return with_returns(frame.reset_index(drop=True))
+        return pd.DataFrame(columns=["observed_at", "coin_id", price, "rank", "return_pct"])
+    return with_returns(frame.reset_index(drop=True), price)
 
 
 def thinned(series: pd.DataFrame, limit: int) -> tuple[pd.DataFrame, int]:
@@ -673,10 +789,10 @@ def thinned(series: pd.DataFrame, limit: int) -> tuple[pd.DataFrame, int]:
     return kept, every
 
 
-def with_returns(series: pd.DataFrame) -> pd.DataFrame:
+def with_returns(series: pd.DataFrame, price: str = "price_usd") -> pd.DataFrame:
     """Add `return_pct`: each coin's price against its first price in the frame."""
-    first = series.sort_values("observed_at").groupby("coin_id")["price_usd"].transform("first")
-    return series.assign(return_pct=100 * (series["price_usd"] - first) / first)
+    first = series.sort_values("observed_at").groupby("coin_id")[price].transform("first")
+    return series.assign(return_pct=100 * (series[price] - first) / first)
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)

@@ -70,13 +70,27 @@ def usd(value: float | None, compact: bool = True) -> str:
     return f"${value:,.0f}"
 
 
-def price(value: float | None) -> str:
-    """Enough decimals to see a micro-cap price move, no more than a large one needs."""
+def price(value: float | None, unit: str = "USD") -> str:
+    """Enough decimals to see a micro-cap price move, no more than a large one needs:
+    $0.001234, or 0.00001234 BTC in another quote."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    if value >= 1:
-        return f"${value:,.2f}"
-    return f"${value:.{max(2, -math.floor(math.log10(value)) + 3)}f}"
+    if value >= 1 or value <= 0:
+        text = f"{value:,.2f}"
+    else:
+        text = f"{value:.{max(2, -math.floor(math.log10(value)) + 3)}f}"
+    return f"${text}" if unit == "USD" else f"{text} {unit}"
+
+
+def money(value: float | None, unit: str = "USD") -> str:
+    """A market cap or volume: compact dollars, or a coin amount (a small cap in BTC is a
+    few units, which compact dollars' rounding would lose)."""
+    if unit == "USD" or value is None or (isinstance(value, float) and math.isnan(value)):
+        return usd(value)
+    for limit, suffix in ((1e9, "B"), (1e6, "M")):
+        if abs(value) >= limit:
+            return f"{value / limit:,.2f}{suffix} {unit}"
+    return f"{value:,.{2 if abs(value) >= 1 else 6}f} {unit}"
 
 
 def pct(value: float | None) -> str:
@@ -157,6 +171,18 @@ def pick_range(default: data.Range) -> data.Range:
     """The range buttons, kept in the URL (`?range=1M`) so a view can be shared; an unknown
     range in a link is said, then replaced by the default."""
     return cast(data.Range, pick_choice("range", data.RANGES, default, "Range"))
+
+
+def pick_quote(default: str = "USD") -> data.Quote:
+    """The quote currency buttons, kept in the URL (`?quote=BTC`); a coin quote is offered
+    only while we hold that coin's prices."""
+    held = set(data.coins()["coin_id"])
+    codes = tuple(
+        code
+        for code, quote in data.QUOTES.items()
+        if quote.coin_id is None or quote.coin_id in held
+    )
+    return data.QUOTES[pick_choice("quote", codes, default, "Prices in")]
 
 
 def coin_link(coin_ids: pd.Series) -> pd.Series:

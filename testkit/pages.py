@@ -17,23 +17,26 @@ def page_queries() -> dict[str, Callable[[], object]]:
         data.movers("losers")
         data.most_traded()
 
-    def coin(range_: data.Range) -> Callable[[], None]:
+    def coin(range_: data.Range, quote: data.Quote = data.USD) -> Callable[[], None]:
         def run() -> None:
             data.data_source()
             data.coins()
             data.coin_profile("ethereum")
-            data.coin_series("ethereum", range_)
+            data.latest_quote(quote)
+            data.coin_series("ethereum", range_, quote)
             data.coin_candles("ethereum", range_)  # drawn instead of the line when asked
 
         return run
 
-    def compare(coin_ids: tuple[str, ...], range_: data.Range) -> Callable[[], None]:
+    def compare(
+        coin_ids: tuple[str, ...], range_: data.Range, quote: data.Quote = data.USD
+    ) -> Callable[[], None]:
         def run() -> None:
             data.data_source()
             data.coins()
-            data.compare_series(coin_ids, range_)
-            data.compare_stats(coin_ids, range_)
-            data.correlations(coin_ids, range_)
+            data.compare_series(coin_ids, range_, quote)
+            data.compare_stats(coin_ids, range_, quote)
+            data.correlations(coin_ids, range_, quote)
 
         return run
 
@@ -64,6 +67,10 @@ def page_queries() -> dict[str, Callable[[], object]]:
         "compare (3 coins, 1M)": compare(three, "1M"),
         "compare (8 coins, 7D)": compare(eight, "7D"),
         "compare (8 coins, 1Y)": compare(eight, "1Y"),
+        # a coin quote joins the quote coin's own rows: the widest of each kind
+        "compare (8 coins, 7D, in BTC)": compare(eight, "7D", data.QUOTES["BTC"]),
+        "coin 7D (in BTC)": coin("7D", data.QUOTES["BTC"]),
+        "coin 3M (in ETH)": coin("3M", data.QUOTES["ETH"]),
         "ranks (7d, 1M)": ranks("7d", "1M"),
         "ranks (30d, ALL)": ranks("30d", "ALL"),
         "health": health,

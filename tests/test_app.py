@@ -218,7 +218,12 @@ def test_coin_page_reads_its_state_from_the_url(replay_days) -> None:
     assert f"{REPLAY_DAYS} points: daily closes." in texts(app, "caption")
     assert "no maximum supply" in " ".join(m.value for m in app.markdown)
     assert "The replayed data carry no block explorer links." in texts(app, "caption")
-    assert dict(app.query_params) == {"coin": "ethereum", "range": "ALL", "chart": "Line"}
+    assert dict(app.query_params) == {
+        "coin": "ethereum",
+        "range": "ALL",
+        "chart": "Line",
+        "quote": "USD",
+    }
     week = run("coin", coin="ethereum", range="7D")  # 5-minute facts, but the replay is daily
     assert "points: one point a day (the data hold no finer one here)." in texts(week, "caption")
     day = run("coin", coin="ethereum", range="1D")  # never fills on the replay: said so
@@ -431,6 +436,51 @@ def test_compare_risk_and_correlation_from_the_daily_closes(replay_days) -> None
     assert len(specs) == 3 and '"redblue"' in specs[2]
     assert "Max drawdown" in app.dataframe[0].value.columns
     assert len(download_names(app)) == 3  # the series, the risk table, the matrix
+
+
+@pytest.mark.usefixtures("replay_app")
+def test_prices_and_returns_in_btc_are_ours_divided_at_the_same_moment(replay_days) -> None:
+    """Ethereum in BTC is its replayed price over Bitcoin's of the same day, on the chart,
+    in the headline, in Compare's returns and risk table; Bitcoin is flat in BTC."""
+    from streamlit_app import data
+
+    btc = data.QUOTES["BTC"]
+    days = [assets_of(body) for _, body in replay_days]
+    ratio = [float(d["ethereum"]["priceUsd"]) / float(d["bitcoin"]["priceUsd"]) for d in days]
+    series = data.coin_series("ethereum", "ALL", btc)
+    assert series["price_btc"].tolist() == pytest.approx(ratio)
+    caps = [float(d["ethereum"]["marketCapUsd"]) / float(d["bitcoin"]["priceUsd"]) for d in days]
+    assert series["market_cap_btc"].tolist() == pytest.approx(caps)
+    assert "price_usd" not in series  # a column says its unit
+
+    app = run("coin", coin="ethereum", range="ALL", quote="BTC")
+    assert app.segmented_control(key="quote").value == "BTC"
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Price"] == ui.price(ratio[-1], "BTC")
+    assert metrics["Price"].endswith(" BTC") and metrics["Market cap"].endswith(" BTC")
+    specs = [chart.proto.spec for chart in app.get("vega_lite_chart")]
+    assert '"Price (BTC)"' in specs[0] and "price_btc" in specs[0]
+    assert "divided by BTC's USD price at the same day's close" in texts(app, "caption")
+    candles = run("coin", coin="ethereum", range="ALL", quote="BTC", chart="Candles")
+    assert "Candles are drawn in USD only" in texts(candles, "info")
+
+    compared = data.compare_series(("bitcoin", "ethereum"), "ALL", btc).set_index("coin_id")
+    assert compared.loc["bitcoin", "return_pct"].abs().max() == pytest.approx(0.0)
+    assert compared.loc["ethereum", "return_pct"].iloc[-1] == pytest.approx(
+        100 * (ratio[-1] / ratio[0] - 1)
+    )
+    stats = data.compare_stats(("bitcoin", "ethereum"), "ALL", btc).set_index("coin_id")
+    assert stats.loc["ethereum", "total_return_pct"] == pytest.approx(
+        100 * (ratio[-1] / ratio[0] - 1)
+    )
+    assert stats.loc["bitcoin", "volatility_pct"] == pytest.approx(0.0)
+    page = run("compare", coins="bitcoin,ethereum", range="ALL", quote="BTC")
+    assert "Return in BTC (daily closes)" in page.dataframe[0].value.columns
+    assert "BTC is flat in BTC" in texts(page, "caption")
+
+    made_up = run("coin", coin="ethereum", quote="DOGE")
+    assert "The link's quote “DOGE” is not one of USD, BTC, ETH" in texts(made_up, "info")
+    assert {m.label: m.value for m in made_up.metric}["Price"].startswith("$")
 
 
 @pytest.mark.usefixtures("replay_app")

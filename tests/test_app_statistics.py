@@ -3,6 +3,7 @@ small hand-computed inputs: the SQL the pages run (data.py), not a re-implementa
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Iterator
@@ -101,6 +102,94 @@ def test_only_the_coins_asked_for_are_read(con: duckdb.DuckDBPyConnection) -> No
     sql = data.compare_stats_sql("daily", 2)
     found = rows(con, sql, {**params("a", "c"), "periods_per_year": 365})
     assert [row["coin_id"] for row in found] == ["a", "c"]
+
+
+def test_in_a_coin_quote_each_close_is_divided_by_that_coins_close_of_the_same_day(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """b makes a's moves from half its price, so a is flat in b; d misses day 2, so in d the
+    day-3 return would span two days and is left out, as in USD."""
+    in_b = data.Quote("B", "b")
+    stats = {
+        row["coin_id"]: row
+        for row in rows(
+            con,
+            data.compare_stats_sql("daily", 3, in_b),
+            {**params("a", "b", "c"), "quote_coin": "b", "periods_per_year": 365},
+        )
+    }
+    for coin in ("a", "b"):  # a is 2 b at every close; b is 1 b
+        assert stats[coin]["total_return_pct"] == pytest.approx(0.0)
+        assert stats[coin]["volatility_pct"] == pytest.approx(0.0)
+        assert stats[coin]["max_drawdown_pct"] == pytest.approx(0.0)
+    ratios = [c / b for c, b in zip(CLOSES["c"], CLOSES["b"], strict=True) if c and b]
+    returns = [now / before - 1 for before, now in itertools.pairwise(ratios)]
+    assert stats["c"]["total_return_pct"] == pytest.approx(100 * (ratios[-1] / ratios[0] - 1))
+    assert stats["c"]["volatility_pct"] == pytest.approx(100 * statistics.stdev(returns))
+
+    in_d = data.Quote("D", "d")
+    a_in_d = rows(
+        con,
+        data.compare_stats_sql("daily", 1, in_d),
+        {**params("a"), "quote_coin": "d", "periods_per_year": 365},
+    )[0]
+    assert a_in_d["return_count"] == 1  # day 1 only: day 2 has no d, day 3 follows a gap
+    assert a_in_d["total_return_pct"] == pytest.approx(100 * (121 / 100 / (100 / 100) - 1))
+    assert a_in_d["max_drawdown_pct"] == pytest.approx(100 * ((110 / 200) / 1 - 1))
+
+    pairs = {
+        (r["coin_a"], r["coin_b"]): r["correlation"]
+        for r in rows(
+            con,
+            data.correlation_sql("daily", 3, in_b),
+            {**params("a", "b", "c"), "quote_coin": "b"},
+        )
+    }
+    assert missing(pairs[("b", "c")])  # b in b never moves: it correlates with nothing
+    assert missing(pairs[("a", "c")])
+    assert pairs[("c", "c")] == pytest.approx(1.0)
+
+
+def test_a_series_in_a_coin_quote_has_no_point_where_the_quote_coin_has_no_price() -> None:
+    connection = duckdb.connect()
+    connection.execute("create schema prod")
+    connection.execute(
+        "create table prod.mart_coin_hourly (coin_id varchar, bucket_at timestamp, "
+        "close_price_usd double, close_market_cap_usd double, last_volume_usd_24hr double, "
+        "last_rank integer, last_supply double)"
+    )
+    hours = [DAY0 + timedelta(hours=h) for h in range(3)]
+    rows_in = [
+        ("ethereum", hours[0], 2_000.0, 240e9, 12e9, 2, 120e6),
+        ("ethereum", hours[1], 2_100.0, 252e9, 13e9, 2, 120e6),
+        ("ethereum", hours[2], 2_050.0, 246e9, 11e9, 2, 120e6),
+        ("bitcoin", hours[0], 40_000.0, 780e9, 30e9, 1, 19.5e6),
+        ("bitcoin", hours[1], 0.0, 0.0, 0.0, 1, 19.5e6),  # a broken price divides nothing
+        ("bitcoin", hours[2], 41_000.0, 800e9, 31e9, 1, 19.5e6),
+    ]
+    connection.executemany(
+        "insert into prod.mart_coin_hourly values (?, ?, ?, ?, ?, ?, ?)", rows_in
+    )
+    btc = data.QUOTES["BTC"]
+    frame = connection.execute(
+        data.series_sql("hourly", 1, btc),
+        {**params("ethereum"), "quote_coin": "bitcoin", "as_of": hours[-1]},
+    ).df()
+    connection.close()
+    assert list(frame["observed_at"]) == [hours[0], hours[2]]
+    assert list(frame.columns) == [
+        "observed_at",
+        "coin_id",
+        "price_btc",
+        "market_cap_btc",
+        "volume_btc_24hr",
+        "rank",
+        "supply",
+    ]
+    assert frame["price_btc"].tolist() == pytest.approx([2_000 / 40_000, 2_050 / 41_000])
+    assert frame["market_cap_btc"].tolist() == pytest.approx([240e9 / 40_000, 246e9 / 41_000])
+    assert frame["volume_btc_24hr"].tolist() == pytest.approx([12e9 / 40_000, 11e9 / 41_000])
+    assert frame["rank"].tolist() == [2, 2] and frame["supply"].tolist() == [120e6, 120e6]
 
 
 @pytest.fixture

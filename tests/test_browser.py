@@ -155,6 +155,16 @@ def test_coin_page_changes_range_and_keeps_it_in_the_url(browser_page, app_url: 
     assert page.locator(".vega-embed").count() == 3
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "coin.png", full_page=True)
+    # in BTC: the URL keeps it, and the chart's data say their unit
+    page.get_by_text("BTC", exact=True).click()
+    page.wait_for_url("**quote=BTC**", timeout=30_000)
+    page.get_by_text("divided by BTC's USD price").wait_for(timeout=30_000)
+    with page.expect_download(timeout=30_000) as download:
+        page.get_by_role("button", name="Download CSV").first.click()
+    saved = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert download.value.suggested_filename == "cryptolytics-ethereum-1M-btc.csv"
+    assert saved[0].split(",")[:3] == ["observed_at", "price_btc", "market_cap_btc"]
+    expect_no_exception(page)
 
 
 def test_compare_history_and_health_pages_render(browser_page, app_url: str) -> None:

@@ -30,7 +30,29 @@ def pick_coin() -> str | None:
     return coin_id
 
 
-def headline(profile: dict) -> None:
+def in_quote(profile: dict, quote: data.Quote) -> dict:
+    """The headline's price, 24h change, cap and volume in `quote`: each USD figure divided by
+    the quote coin's latest price, the change compounded against the quote coin's own (a
+    coin up 10% while BTC is up 10% is flat in BTC). None: the quote coin has no price now."""
+    figures = ("price_usd", "change_24h_pct", "market_cap_usd", "volume_usd_24hr")
+    if quote.coin_id is None:
+        return {field: profile[field] for field in figures}
+    reference = data.latest_quote(quote)
+    if reference is None:
+        return dict.fromkeys(figures)
+    divisor, reference_change = reference["price_usd"], reference["change_24h_pct"]
+    change = profile["change_24h_pct"]
+    return {
+        "price_usd": profile["price_usd"] / divisor,
+        "change_24h_pct": None
+        if pd.isna(change) or pd.isna(reference_change)
+        else 100 * ((1 + change / 100) / (1 + reference_change / 100) - 1),
+        "market_cap_usd": profile["market_cap_usd"] / divisor,
+        "volume_usd_24hr": profile["volume_usd_24hr"] / divisor,
+    }
+
+
+def headline(profile: dict, quote: data.Quote) -> None:
     cols = st.columns(4)
     if pd.isna(profile.get("rank")):
         st.info(
@@ -40,14 +62,16 @@ def headline(profile: dict) -> None:
             "its history stays below."
         )
         return
+    shown = in_quote(profile, quote)
+    change = shown["change_24h_pct"]
     cols[0].metric(
         "Price",
-        ui.price(profile["price_usd"]),
-        ui.pct(profile["change_24h_pct"]) if not pd.isna(profile["change_24h_pct"]) else None,
+        ui.price(shown["price_usd"], quote.code),
+        ui.pct(change) if change is not None and not pd.isna(change) else None,
     )
     cols[1].metric("Rank", f"#{int(profile['rank'])}")
-    cols[2].metric("Market cap", ui.usd(profile["market_cap_usd"]))
-    cols[3].metric("Volume (24h)", ui.usd(profile["volume_usd_24hr"]))
+    cols[2].metric("Market cap", ui.money(shown["market_cap_usd"], quote.code))
+    cols[3].metric("Volume (24h)", ui.money(shown["volume_usd_24hr"], quote.code))
 
 
 QUALITY_FLAGS = {
@@ -93,7 +117,7 @@ def supply_and_extremes(profile: dict) -> None:
                 f"({share:.1%})",
             )
     with right:
-        st.subheader("All-time high and low (our data)")
+        st.subheader("All-time high and low (USD, our data)")
         if pd.isna(profile.get("ath_price_usd")):
             st.write("Not enough history yet.")
         else:
@@ -118,9 +142,19 @@ def supply_and_extremes(profile: dict) -> None:
         st.caption("CoinCap lists no block explorer for this coin.")
 
 
-def candles(coin_id: str, range_: data.Range) -> bool:
+def candles(coin_id: str, range_: data.Range, quote: data.Quote) -> bool:
     """Candles in place of the price line; False (said on the page) when the range's buckets
     hold one price each, as on the daily replay, where a candle would be a flat dash."""
+    if quote.coin_id is not None:
+        # a coin's high in BTC is not its USD high over BTC's: the two need not fall on the
+        # same snapshot, and the rollups keep each coin's own extremes only
+        st.info(
+            f"Candles are drawn in USD only: an hour's high in {quote.code} is not the USD "
+            f"high over {quote.code}'s, and the rollups keep each coin's own extremes. The "
+            f"line below is in {quote.code}.",
+            icon=":material/candlestick_chart:",
+        )
+        return False
     frame = data.coin_candles(coin_id, range_)
     unit = data.BUCKET_UNITS[data.CANDLE_RELATIONS[range_]]
     if not data.candles_supported(frame):
@@ -142,8 +176,8 @@ def candles(coin_id: str, range_: data.Range) -> bool:
     return True
 
 
-def charts_for(coin_id: str, range_: data.Range, style: str) -> None:
-    series = data.coin_series(coin_id, range_)
+def charts_for(coin_id: str, range_: data.Range, style: str, quote: data.Quote) -> None:
+    series = data.coin_series(coin_id, range_, quote)
     spec = data.RANGE_SPECS[range_]
     if len(series) < 2:
         ui.too_few_points(
@@ -152,24 +186,39 @@ def charts_for(coin_id: str, range_: data.Range, style: str) -> None:
             "a chart needs two.",
         )
         return
-    if style != "Candles" or not candles(coin_id, range_):
-        st.altair_chart(charts.price_chart(series), width="stretch")
-    st.altair_chart(charts.market_cap_volume_chart(series), width="stretch")
+    if style != "Candles" or not candles(coin_id, range_, quote):
+        st.altair_chart(charts.price_chart(series, quote.code), width="stretch")
+    st.altair_chart(charts.market_cap_volume_chart(series, quote.code), width="stretch")
     st.altair_chart(charts.rank_chart(series), width="stretch")
-    st.caption(f"{len(series):,} points: {ui.spacing(series['observed_at'], spec.granularity)}.")
-    ui.download_csv(series, f"{coin_id}-{range_}")
+    st.caption(
+        f"{len(series):,} points: {ui.spacing(series['observed_at'], spec.granularity)}."
+        + quote_note(quote, spec.relation)
+    )
+    ui.download_csv(series, f"{coin_id}-{range_}-{quote.code.lower()}")
+
+
+def quote_note(quote: data.Quote, relation: str) -> str:
+    """How a figure in a coin quote was made, for the caption (nothing for USD)."""
+    if quote.coin_id is None:
+        return ""
+    moment = "snapshot" if relation == "facts" else f"{data.BUCKET_UNITS[relation]}'s close"
+    return (
+        f" In {quote.code}: each USD figure divided by {quote.code}'s USD price at the same "
+        f"{moment}, from our own snapshots."
+    )
 
 
 if ui.page_start("Coin"):
     coin_id = pick_coin()
     range_ = ui.pick_range("7D")
     style = ui.pick_choice("chart", CHART_STYLES, "Line", "Price as")
+    quote = ui.pick_quote()
     profile = data.coin_profile(coin_id) if coin_id else None
     if coin_id is None or profile is None:
         st.info("Pick a coin.")
     else:
         st.header(f"{ui.plain(profile['name'])} ({ui.plain(profile['symbol'])})")
-        headline(profile)
+        headline(profile, quote)
         quality_flags(profile)
-        charts_for(coin_id, range_, style)
+        charts_for(coin_id, range_, style, quote)
         supply_and_extremes(profile)

@@ -12,11 +12,13 @@ from streamlit_app import charts, data, ui
 MAX_COINS = 8
 
 
-def statistics(chosen: list[str], labels: dict[str, str], range_: data.Range) -> None:
+def statistics(
+    chosen: list[str], labels: dict[str, str], range_: data.Range, quote: data.Quote
+) -> None:
     """Per-coin risk figures and the correlation matrix, over the same range as the chart."""
     granularity, periods_per_year = data.STATS_RELATIONS[range_]
     period = "hourly" if granularity == "hourly" else "daily"
-    stats = data.compare_stats(tuple(chosen), range_)
+    stats = data.compare_stats(tuple(chosen), range_, quote)
     if not stats.empty:  # in the order chosen, like the legend
         stats = stats.sort_values("coin_id", key=lambda ids: ids.map(chosen.index))
     if stats.empty or stats["return_count"].max() < 2:
@@ -26,7 +28,7 @@ def statistics(chosen: list[str], labels: dict[str, str], range_: data.Range) ->
     table = pd.DataFrame(
         {
             "Coin": stats["coin_id"].map(labels),
-            f"Return ({period} closes)": stats["total_return_pct"],
+            f"Return in {quote.code} ({period} closes)": stats["total_return_pct"],
             f"Volatility ({period})": stats["volatility_pct"],
             "Volatility (annualised)": stats["annualised_volatility_pct"],
             "Max drawdown": stats["max_drawdown_pct"],
@@ -45,11 +47,17 @@ def statistics(chosen: list[str], labels: dict[str, str], range_: data.Range) ->
         "(crypto trades around the clock); the maximum drawdown is the deepest fall of a "
         "close below its highest close so far in the range. A return across a missing "
         f"{'hour' if granularity == 'hourly' else 'day'} is left out."
+        + (
+            f" In {quote.code}: each close divided by {quote.code}'s close of the same "
+            f"{'hour' if granularity == 'hourly' else 'day'}, so {quote.code} itself is flat."
+            if quote.coin_id is not None
+            else ""
+        )
     )
-    ui.download_csv(table, f"compare-risk-{range_}")
+    ui.download_csv(table, f"compare-risk-{range_}-{quote.code.lower()}")
     if len(chosen) < 2:
         return
-    matrix = data.correlations(tuple(chosen), range_)
+    matrix = data.correlations(tuple(chosen), range_, quote)
     if matrix.empty:
         st.info(f"No {period} returns in common to correlate in this range.")
         return
@@ -58,9 +66,14 @@ def statistics(chosen: list[str], labels: dict[str, str], range_: data.Range) ->
     st.altair_chart(charts.correlation_chart(named, order), width="stretch")
     st.caption(
         f"Pearson correlation of {period} returns over the {period} periods both coins have "
-        "(hover a cell for the count): +1 moved together, 0 unrelated, -1 opposite."
+        "(hover a cell for the count): +1 moved together, 0 unrelated, -1 opposite"
+        + (
+            f"; {quote.code} is flat in {quote.code}, so its cells are empty."
+            if quote.coin_id in chosen
+            else "."
+        )
     )
-    ui.download_csv(named, f"compare-correlation-{range_}")
+    ui.download_csv(named, f"compare-correlation-{range_}-{quote.code.lower()}")
 
 
 if ui.page_start("Compare"):
@@ -89,17 +102,20 @@ if ui.page_start("Compare"):
     )
     st.query_params["coins"] = ",".join(chosen)
     range_ = ui.pick_range("1M")
+    quote = ui.pick_quote()
     if not chosen:
         st.info("Pick one or more coins to compare.")
     else:
-        series, every = data.thinned(data.compare_series(tuple(chosen), range_), charts.MAX_POINTS)
+        series, every = data.thinned(
+            data.compare_series(tuple(chosen), range_, quote), charts.MAX_POINTS
+        )
         # named in the legend, in the order chosen (names are data: Vega draws them as text)
         series["coin"] = series["coin_id"].map(labels)
         series = series.sort_values("coin_id", key=lambda ids: ids.map(chosen.index), kind="stable")
         if series.groupby("coin_id").size().max() < 2 if not series.empty else True:
             ui.too_few_points(range_, "Not enough history in this range to compare.")
         else:
-            st.altair_chart(charts.returns_chart(series), width="stretch")
+            st.altair_chart(charts.returns_chart(series, quote.code), width="stretch")
             st.altair_chart(charts.rank_chart(series, color_by="coin"), width="stretch")
             points = ui.spacing(series["observed_at"], data.COMPARE_SPECS[range_].granularity)
             st.caption(
@@ -112,8 +128,9 @@ if ui.page_start("Compare"):
                     else ""
                 )
             )
+            price = data.quote_columns(quote)["price"]
             ui.download_csv(
-                series[["observed_at", "coin_id", "coin", "price_usd", "rank", "return_pct"]],
-                f"compare-{range_}",
+                series[["observed_at", "coin_id", "coin", price, "rank", "return_pct"]],
+                f"compare-{range_}-{quote.code.lower()}",
             )
-            statistics(chosen, labels, range_)
+            statistics(chosen, labels, range_, quote)
