@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from flows.core.settings import PROJECT_ROOT, Settings
 from flows.runtime.stack import streamlit_command
@@ -130,8 +131,8 @@ def test_market_page_renders_table_charts_and_replay_banner(browser_page, app_ur
     page.get_by_text("Replay, not live data").wait_for(timeout=30_000)
     page.locator("[data-testid='stDataFrame']").nth(2).wait_for(timeout=30_000)  # + movers
     page.locator(".vega-embed").first.wait_for(timeout=30_000)
-    assert page.locator("[data-testid='stDataFrame']").count() == 3
-    assert page.locator("[data-testid='stMetric']").count() == 4
+    expect(page.locator("[data-testid='stDataFrame']")).to_have_count(3, timeout=30_000)
+    expect(page.locator("[data-testid='stMetric']")).to_have_count(4, timeout=30_000)
     # the grid holds the changes as numbers (its cells' data, which it sorts by), shown
     # formatted; as text, "+7.08%" would sort before "+28.93%"
     ranking = page.locator("[data-testid='stDataFrame']").first
@@ -148,11 +149,11 @@ def test_coin_page_changes_range_and_keeps_it_in_the_url(browser_page, app_url: 
     open_page(page, f"{app_url}/coin?coin=ethereum&range=ALL")
     page.get_by_role("heading", name="Ethereum (ETH)").wait_for(timeout=30_000)
     page.locator(".vega-embed").nth(2).wait_for(timeout=30_000)
-    assert page.get_by_text("8 points: daily closes.").count() == 1
+    expect(page.get_by_text("8 points: daily closes.")).to_have_count(1, timeout=30_000)
     page.get_by_text("1M", exact=True).click()
     page.wait_for_url("**range=1M**", timeout=30_000)
     page.get_by_text("points: one point a day").wait_for(timeout=30_000)  # the daily replay
-    assert page.locator(".vega-embed").count() == 3
+    expect(page.locator(".vega-embed")).to_have_count(3, timeout=30_000)
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "coin.png", full_page=True)
     # in BTC: the URL keeps it, and the chart's data say their unit
@@ -182,7 +183,7 @@ def test_compare_history_and_health_pages_render(browser_page, app_url: str) -> 
 
     open_page(page, f"{app_url}/ranks?horizon=7d&top=100&range=ALL")
     page.get_by_text("Entered the top 100").wait_for(timeout=30_000)
-    assert page.locator("[data-testid='stDataFrame']").count() == 4
+    expect(page.locator("[data-testid='stDataFrame']")).to_have_count(4, timeout=30_000)
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "ranks.png", full_page=True)
     # a download is the table's rows, as a file the browser saves
@@ -195,7 +196,7 @@ def test_compare_history_and_health_pages_render(browser_page, app_url: str) -> 
     open_page(page, f"{app_url}/health")
     page.get_by_text("Source: replay").wait_for(timeout=30_000)
     page.locator(".vega-embed").first.wait_for(timeout=30_000)
-    assert page.locator("[data-testid='stDataFrame']").count() == 2
+    expect(page.locator("[data-testid='stDataFrame']")).to_have_count(2, timeout=30_000)
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "health.png", full_page=True)
 
