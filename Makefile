@@ -81,7 +81,7 @@ test-fast: install  ## the unit tier: no Prefect, dbt or warehouse file (under a
 test-integration: install  ## real DuckDB, dbt and a Prefect test server
 	$(BIN)/python -m pytest --tier integration $(PYTEST_ARGS)
 
-test-e2e: install emulators  ## browser, emulators, the stack, SIGKILLs (PYTEST_ARGS=--kill-cycles 7)
+test-e2e: install emulators  ## browser, emulators, the stack, SIGKILLs (PYTEST_ARGS="--kill-cycles 70" for the deep run)
 	$(BIN)/python -m pytest --tier e2e $(PYTEST_ARGS)
 
 bench: install  ## benchmarks (about 15 min): prints a table, writes bench/results/suite.json

@@ -247,6 +247,7 @@ def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "CRYPTOLYTICS_COINCAP_API_KEY": "soak-key",
             "CRYPTOLYTICS_COINCAP_BASE_URL": base_url,
             "CRYPTOLYTICS_ASSET_LIMIT": str(args.coins),
+            "CRYPTOLYTICS_FETCH_RATES": "false",  # the faulty API serves `/assets` only
             "CRYPTOLYTICS_HTTP_TIMEOUT_SECONDS": str(HTTP_TIMEOUT_SECONDS),
             "CRYPTOLYTICS_HTTP_MAX_ATTEMPTS": "4",
             "CRYPTOLYTICS_HTTP_BACKOFF_SECONDS": "0.05",

@@ -67,7 +67,8 @@ def summary_markdown(result: PipelineResult) -> str:
         f"({extracted.requests} request(s), {extracted.retries} retr(ies)) |\n"
         f"| Lake file | `{extracted.lake_path}` "
         f"({'new' if extracted.created else 'already there'}) |\n"
-        f"| Rows loaded | {result.loaded.rows_loaded:,} "
+        + rates_row(extracted)
+        + f"| Rows loaded | {result.loaded.rows_loaded:,} "
         f"from {result.loaded.files_loaded} file(s) |\n"
         f"| Dead letters | {dead_letter_summary(result)} |\n"
         f"| dbt | {result.transformed.models_built} models built, "
@@ -75,6 +76,15 @@ def summary_markdown(result: PipelineResult) -> str:
         f"| History | {report.facts_rows:,} fact rows over {report.snapshots:,} snapshots |\n"
         f"| Time | {timings} |\n"
     )
+
+
+def rates_row(extracted: ExtractResult) -> str:
+    """The tick's `/rates` (live ticks only): its lake file, or why there is none."""
+    if extracted.rates_path:
+        return f"| Rates | `{extracted.rates_path}` |\n"
+    if extracted.rates_note:
+        return f"| Rates | none this tick: {plain(extracted.rates_note)} |\n"
+    return ""
 
 
 def dead_letter_summary(result: PipelineResult) -> str:

@@ -65,12 +65,18 @@ RANGE_SPECS: dict[Range, RangeSpec] = {
 
 @dataclass(frozen=True)
 class Quote:
-    """A currency prices are shown in: USD as the source gives them, or a coin's own USD price
-    at the same moment (the same snapshot, or the same hour's or day's close). Derived from
-    our snapshots, so it works on the replay and live alike."""
+    """A currency prices are shown in: USD as the source gives them; a coin's own USD price
+    at the same moment (the same snapshot, or the same hour's or day's close), derived from
+    our snapshots, so it works on the replay and live alike; or a fiat currency's USD rate
+    from CoinCap's `/rates` (live only), the last of the same hour or day."""
 
     code: str  # what the URL and the page say
-    coin_id: str | None  # whose price divides ours; None: USD itself
+    coin_id: str | None = None  # whose price divides ours; None: USD itself, or a fiat
+    fiat: bool = False  # divided by the currency's rate (`mart_fiat_rates_hourly`)
+
+    @property
+    def converted(self) -> bool:
+        return self.coin_id is not None or self.fiat
 
     @property
     def suffix(self) -> str:
@@ -78,7 +84,7 @@ class Quote:
         return self.code.lower()
 
 
-USD = Quote("USD", None)
+USD = Quote("USD")
 QUOTES: dict[str, Quote] = {
     q.code: q for q in (USD, Quote("BTC", "bitcoin"), Quote("ETH", "ethereum"))
 }
@@ -121,7 +127,7 @@ def series_sql(relation: str, coin_count: int, quote: Quote = USD) -> str:
     table, time_column, columns = SERIES_COLUMNS[relation]
     ids = ", ".join(f"$coin_{i}" for i in range(coin_count))
     window = f"{time_column} > $since and {time_column} <= $as_of"
-    if quote.coin_id is None:
+    if not quote.converted:
         return f"""
         select {time_column} as observed_at, coin_id, {columns}
         from {table}
@@ -129,6 +135,24 @@ def series_sql(relation: str, coin_count: int, quote: Quote = USD) -> str:
         order by coin_id, observed_at
     """
     named = quote_columns(quote)
+    if quote.fiat:
+        unit = BUCKET_UNITS[relation] or "hour"  # a snapshot takes its hour's rate
+        return f"""
+        with chosen as (
+            select {time_column} as observed_at, coin_id, {columns}
+            from {table}
+            where coin_id in ({ids}) and {window}
+        ),
+        {_fiat_rates_cte(unit)}
+        select chosen.observed_at, chosen.coin_id,
+               chosen.price_usd / rates.rate_usd as {named["price"]},
+               chosen.market_cap_usd / rates.rate_usd as {named["market_cap"]},
+               chosen.volume_usd_24hr / rates.rate_usd as {named["volume"]},
+               chosen.rank, chosen.supply
+        from chosen
+        inner join rates on rates.rate_at = date_trunc('{unit}', chosen.observed_at)
+        order by chosen.coin_id, chosen.observed_at
+    """
     # one scan for the coins and the quote coin; each moment's quote price is a window
     # over that moment's few rows (a second scan for the quote coin cost 1.4x at 7D)
     return f"""
@@ -155,8 +179,37 @@ def series_sql(relation: str, coin_count: int, quote: Quote = USD) -> str:
     """
 
 
+def _fiat_rates_cte(unit: str) -> str:
+    """`rates`: the fiat currency's (`$quote_symbol`) last rate of each hour or day up to the
+    latest snapshot. A small table (one row a currency an hour): read whole for the one."""
+    return f"""rates as (
+            select date_trunc('{unit}', bucket_at) as rate_at,
+                   arg_max(close_rate_usd, bucket_at) as rate_usd
+            from prod.mart_fiat_rates_hourly
+            where symbol = $quote_symbol and bucket_at <= $as_of and close_rate_usd > 0
+            group by date_trunc('{unit}', bucket_at)
+        )"""
+
+
 def _quote_params(quote: Quote) -> dict[str, str]:
+    if quote.fiat:
+        return {"quote_symbol": quote.code}
     return {} if quote.coin_id is None else {"quote_coin": quote.coin_id}
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def fiat_quotes() -> tuple[Quote, ...]:
+    """The fiat currencies of the latest hour's `/rates` (none on the replay, which has
+    none, or before the first live rates)."""
+    frame = _query(
+        """
+        select symbol from prod.mart_fiat_rates_hourly
+        where bucket_at = (select max(bucket_at) from prod.mart_fiat_rates_hourly)
+          and symbol <> 'USD'
+        order by symbol
+        """
+    )
+    return tuple(Quote(str(symbol), fiat=True) for symbol in frame["symbol"])
 
 
 # Sort options of the ranking table: label -> (column, descending). Whitelisted.
@@ -482,8 +535,35 @@ def _series(
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def latest_quote(quote: Quote) -> dict[str, Any] | None:
-    """The quote coin's latest USD price and 24h change (None for USD, or when it is not in
-    the latest ranking): what converts the coin page's headline."""
+    """The quote's latest USD value and its 24h change, as `price_usd` and `change_24h_pct`
+    (None for USD, or when the quote coin is not in the latest ranking, or the currency has
+    no rate): what converts the coin page's headline. A fiat rate's change is against the
+    same hour a day earlier (null without one)."""
+    if quote.fiat:
+        frame = _query(
+            """
+            with latest as (
+                select bucket_at, close_rate_usd from prod.mart_fiat_rates_hourly
+                where symbol = $symbol and bucket_at <= $as_of and close_rate_usd > 0
+                order by bucket_at desc
+                limit 1
+            ),
+            day_before as (
+                select rates.close_rate_usd
+                from prod.mart_fiat_rates_hourly as rates, latest
+                where rates.symbol = $symbol
+                  and rates.bucket_at = latest.bucket_at - interval 24 hour
+            )
+            select latest.close_rate_usd as price_usd,
+                   100 * (latest.close_rate_usd / day_before.close_rate_usd - 1)
+                       as change_24h_pct
+            from latest
+            left join day_before on true
+            """,
+            symbol=quote.code,
+            as_of=as_of(),
+        )
+        return None if frame.empty else frame.iloc[0].to_dict()
     if quote.coin_id is None:
         return None
     frame = _query(
@@ -618,9 +698,22 @@ STATS_RELATIONS: dict[Range, tuple[str, int]] = {
 }
 
 
-def _closes_cte(table: str, ids: str, quote: Quote) -> str:
+def _closes_cte(granularity: str, ids: str, quote: Quote) -> str:
     """Each chosen coin's closes in the range, in USD or divided by the quote coin's close of
     the same bucket (a bucket without the quote coin's close is left out)."""
+    table, unit = f"prod.mart_coin_{granularity}", BUCKET_UNITS[granularity] or "hour"
+    if quote.fiat:
+        return f"""
+        {_fiat_rates_cte(unit)},
+        closes as (
+            select chosen.coin_id, chosen.bucket_at,
+                   chosen.close_price_usd / rates.rate_usd as close_price
+            from {table} as chosen
+            inner join rates on rates.rate_at = chosen.bucket_at
+            where chosen.coin_id in ({ids})
+              and chosen.bucket_at > $since and chosen.bucket_at <= $as_of
+              and chosen.close_price_usd > 0
+        ),"""
     if quote.coin_id is None:
         return f"""
         closes as (
@@ -652,10 +745,9 @@ def _closes_cte(table: str, ids: str, quote: Quote) -> str:
 def _returns_cte(granularity: str, coin_count: int, quote: Quote = USD) -> str:
     """Each chosen coin's closes in the range and its return over the previous bucket; a
     return across a missing bucket is left out (it would span two periods as one)."""
-    table = f"prod.mart_coin_{granularity}"
     ids = ", ".join(f"$coin_{i}" for i in range(coin_count))
     step = BUCKET_UNITS[granularity]
-    return f"""{_closes_cte(table, ids, quote)}
+    return f"""{_closes_cte(granularity, ids, quote)}
         lagged as (
             select
                 coin_id,

@@ -174,15 +174,26 @@ def pick_range(default: data.Range) -> data.Range:
 
 
 def pick_quote(default: str = "USD") -> data.Quote:
-    """The quote currency buttons, kept in the URL (`?quote=BTC`); a coin quote is offered
-    only while we hold that coin's prices."""
+    """The quote currency, kept in the URL (`?quote=BTC`, `?quote=EUR`): USD; BTC and ETH
+    while we hold their prices; the fiat currencies of the latest live `/rates` (none on the
+    replay). A currency the link names and we cannot convert to is said, then USD is shown."""
     held = set(data.coins()["coin_id"])
-    codes = tuple(
-        code
-        for code, quote in data.QUOTES.items()
-        if quote.coin_id is None or quote.coin_id in held
-    )
-    return data.QUOTES[pick_choice("quote", codes, default, "Prices in")]
+    quotes = [q for q in data.QUOTES.values() if q.coin_id is None or q.coin_id in held]
+    quotes += list(data.fiat_quotes())
+    by_code = {quote.code: quote for quote in quotes}
+    wanted = query_param("quote", default)
+    if wanted not in by_code:
+        link_notice(
+            f"The link's quote “{plain(wanted[:40])}” is not a currency we can show prices "
+            f"in here ({', '.join(list(by_code)[:3])}"
+            + (f" or one of {len(by_code) - 3} fiat currencies" if len(by_code) > 3 else "")
+            + f"): showing {default}."
+        )
+        wanted = default
+    codes = list(by_code)
+    chosen = st.selectbox("Prices in", codes, index=codes.index(wanted), key="quote")
+    st.query_params["quote"] = chosen
+    return by_code[chosen]
 
 
 def coin_link(coin_ids: pd.Series) -> pd.Series:

@@ -22,6 +22,7 @@ def page_queries() -> dict[str, Callable[[], object]]:
             data.data_source()
             data.coins()
             data.coin_profile("ethereum")
+            data.fiat_quotes()  # the quote picker's currencies
             data.latest_quote(quote)
             data.coin_series("ethereum", range_, quote)
             data.coin_candles("ethereum", range_)  # drawn instead of the line when asked
@@ -34,6 +35,7 @@ def page_queries() -> dict[str, Callable[[], object]]:
         def run() -> None:
             data.data_source()
             data.coins()
+            data.fiat_quotes()
             data.compare_series(coin_ids, range_, quote)
             data.compare_stats(coin_ids, range_, quote)
             data.correlations(coin_ids, range_, quote)
@@ -71,6 +73,9 @@ def page_queries() -> dict[str, Callable[[], object]]:
         "compare (8 coins, 7D, in BTC)": compare(eight, "7D", data.QUOTES["BTC"]),
         "coin 7D (in BTC)": coin("7D", data.QUOTES["BTC"]),
         "coin 3M (in ETH)": coin("3M", data.QUOTES["ETH"]),
+        # a fiat quote joins the hourly rates (none on the replay: its SQL runs, on no rows)
+        "coin 3M (in EUR)": coin("3M", data.Quote("EUR", fiat=True)),
+        "compare (8 coins, 1Y, in EUR)": compare(eight, "1Y", data.Quote("EUR", fiat=True)),
         "ranks (7d, 1M)": ranks("7d", "1M"),
         "ranks (30d, ALL)": ranks("30d", "ALL"),
         "health": health,

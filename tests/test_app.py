@@ -454,7 +454,7 @@ def test_prices_and_returns_in_btc_are_ours_divided_at_the_same_moment(replay_da
     assert "price_usd" not in series  # a column says its unit
 
     app = run("coin", coin="ethereum", range="ALL", quote="BTC")
-    assert app.segmented_control(key="quote").value == "BTC"
+    assert app.selectbox(key="quote").value == "BTC"
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Price"] == ui.price(ratio[-1], "BTC")
     assert metrics["Price"].endswith(" BTC") and metrics["Market cap"].endswith(" BTC")
@@ -479,7 +479,10 @@ def test_prices_and_returns_in_btc_are_ours_divided_at_the_same_moment(replay_da
     assert "BTC is flat in BTC" in texts(page, "caption")
 
     made_up = run("coin", coin="ethereum", quote="DOGE")
-    assert "The link's quote “DOGE” is not one of USD, BTC, ETH" in texts(made_up, "info")
+    assert (
+        "The link's quote “DOGE” is not a currency we can show prices in here (USD, BTC, ETH)"
+        in texts(made_up, "info")
+    )
     assert {m.label: m.value for m in made_up.metric}["Price"].startswith("$")
 
 

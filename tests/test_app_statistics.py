@@ -252,3 +252,50 @@ def test_rank_movers_are_liquid_unflagged_coins_by_places(
     assert [(r["coin_id"], r["rank_before"], r["rank"]) for r in fallers] == [("a", 1, 5)]
     with pytest.raises(KeyError):
         data.rank_movers_sql("7d; drop table x", "climbers")
+
+
+def test_in_a_fiat_quote_a_figure_is_divided_by_the_last_rate_of_its_hour_or_day() -> None:
+    """Two snapshots in one hour share that hour's rate; an hour with no rate has no point;
+    a daily close takes the day's last hourly rate."""
+    connection = duckdb.connect()
+    connection.execute("create schema prod")
+    connection.execute(
+        "create table prod.facts_coins (coin_id varchar, snapshot_at timestamp, "
+        "price_usd double, market_cap_usd double, volume_usd_24hr double, rank integer, "
+        "supply double)"
+    )
+    connection.execute(
+        "create table prod.mart_fiat_rates_hourly "
+        "(symbol varchar, bucket_at timestamp, close_rate_usd double)"
+    )
+    at = [DAY0 + timedelta(hours=10, minutes=m) for m in (5, 55, 65, 125)]
+    connection.executemany(
+        "insert into prod.facts_coins values ('bitcoin', ?, ?, ?, ?, 1, 19.5e6)",
+        [(moment, 80_000.0 + i, 1.6e12, 3e10) for i, moment in enumerate(at)],
+    )
+    connection.executemany(
+        "insert into prod.mart_fiat_rates_hourly values (?, ?, ?)",
+        [
+            ("EUR", DAY0 + timedelta(hours=10), 1.08),
+            ("EUR", DAY0 + timedelta(hours=12), 1.10),  # 11:00 has no rate
+            ("GBP", DAY0 + timedelta(hours=10), 1.29),
+        ],
+    )
+    euro = data.Quote("EUR", fiat=True)
+    values = {**params("bitcoin"), "quote_symbol": "EUR", "as_of": at[-1]}
+    frame = connection.execute(data.series_sql("facts", 1, euro), values).df()
+    assert list(frame["observed_at"]) == [at[0], at[1], at[3]]  # 11:05 had no rate
+    assert frame["price_eur"].tolist() == pytest.approx(
+        [80_000 / 1.08, 80_001 / 1.08, 80_003 / 1.10]
+    )
+    assert frame["market_cap_eur"].tolist() == pytest.approx([1.6e12 / 1.08] * 2 + [1.6e12 / 1.10])
+
+    connection.execute(
+        "create table prod.mart_coin_daily as select 'bitcoin' as coin_id, "
+        "?::timestamp as bucket_at, 80003.0 as close_price_usd, 1.6e12 as close_market_cap_usd, "
+        "3e10 as last_volume_usd_24hr, 1 as last_rank, 19.5e6 as last_supply",
+        [DAY0],
+    )
+    daily = connection.execute(data.series_sql("daily", 1, euro), values).df()
+    connection.close()
+    assert daily["price_eur"].tolist() == pytest.approx([80_003 / 1.10])  # 12:00's, the last

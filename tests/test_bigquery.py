@@ -211,3 +211,28 @@ def test_history_windows_load_once_across_their_partitions(
         f"from `{warehouse.raw}.coincap_history`"
     )
     assert (row.n, row.d, row.i) == (720, 720, "h1")
+
+
+def test_rates_load_once_and_a_bad_rate_is_left_out(
+    warehouse: BigQueryDatasets, lake: Lake
+) -> None:
+    """CoinCap's example `/rates` body at two ticks, the second with a rate the gate refuses,
+    loaded twice: each file once, the refused rate out, EUR's value as CoinCap wrote it."""
+    import json
+
+    example = json.loads((FIXTURES / "coincap" / "v2_rates_2018-08-06.json").read_bytes())
+    for offset, euro in ((0, "1.1561549062589602"), (5, "-1")):
+        ts = RECORDED_TIMESTAMP + offset * 60_000
+        body = {**example, "timestamp": ts}
+        body["data"] = [{**r, "rateUsd": euro} if r["id"] == "euro" else r for r in example["data"]]
+        lake.write_rates("coincap", ts, json.dumps(body).encode())
+    first = load_pending(lake, warehouse)
+    again = load_pending(lake, warehouse)
+    assert (first.files_loaded, first.rows_loaded, again.files_loaded) == (2, 169 + 168, 0)
+    (row,) = warehouse._query(
+        f"select count(*) as n, count(distinct lake_path) as files, "
+        f"countif(symbol = 'EUR') as euros, max(if(symbol = 'EUR', rate_usd, null)) as euro "
+        f"from `{warehouse.raw}.coincap_rates`"
+    )
+    assert (row.n, row.files, row.euros) == (169 + 168, 2, 1)
+    assert row.euro == pytest.approx(1.1561549062589602)

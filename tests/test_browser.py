@@ -157,7 +157,8 @@ def test_coin_page_changes_range_and_keeps_it_in_the_url(browser_page, app_url: 
     expect_no_exception(page)
     page.screenshot(path=SCREENSHOTS / "coin.png", full_page=True)
     # in BTC: the URL keeps it, and the chart's data say their unit
-    page.get_by_text("BTC", exact=True).click()
+    page.get_by_test_id("stSelectbox").filter(has_text="Prices in").click()
+    page.get_by_role("option", name="BTC", exact=True).click()
     page.wait_for_url("**quote=BTC**", timeout=30_000)
     page.get_by_text("divided by BTC's USD price").wait_for(timeout=30_000)
     with page.expect_download(timeout=30_000) as download:

@@ -69,7 +69,7 @@ def test_the_pipeline_runs_on_gcs_and_bigquery(cloud: bigquery.Client) -> None:
 
     sizes = [min(ASSETS, n) for n in replay_day_sizes(2)]
     assert (first.loaded.rows_loaded, second.loaded.rows_loaded) == tuple(sizes)
-    assert second.transformed.models_built == first.transformed.models_built == 9
+    assert second.transformed.models_built == first.transformed.models_built == 11
     assert second.transformed.tests_passed > 20
     lake = gcsfs.GCSFileSystem(endpoint_url=settings.gcs_endpoint_url, token="anon")
     bucket = settings.lake_url.removeprefix("gs://")

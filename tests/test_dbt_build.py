@@ -70,7 +70,12 @@ def test_a_fresh_process_loads_the_saved_parse_and_a_damaged_one_costs_a_parse(
     damaged = WarmDbt(project, release=target.release_dbt).build(target.dbt_target, target.dbt_env)
     assert damaged.success and damaged.manifest_from == "parse"
 
-    other_env = {**target.dbt_env, "DBT_DUCKDB_MEMORY_LIMIT": "1GB"}  # profile input: a miss
-    _m, source, _s = WarmDbt(project).manifest(target.dbt_target, other_env)
-    assert source == "parse"
+    # the same warehouse name in another folder, another memory limit: the same relations
+    moved = {"DBT_DUCKDB_PATH": str(tmp_path / "elsewhere" / settings.duckdb_path.name),
+             "DBT_DUCKDB_MEMORY_LIMIT": "1GB"}  # fmt: skip
+    _m, source, _s = WarmDbt(project).manifest(target.dbt_target, moved)
+    assert source == "cache"
+    renamed = {**target.dbt_env, "DBT_DUCKDB_PATH": str(tmp_path / "other.duckdb")}
+    _m, source, _s = WarmDbt(project).manifest(target.dbt_target, renamed)
+    assert source == "parse"  # another database name in every relation: a miss
     assert len(list(manifest_cache_dir(project).glob("*.msgpack"))) == 2

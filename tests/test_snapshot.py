@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flows.core.rates import parse_rates
 from flows.core.snapshot import InvalidSnapshot, parse_history, parse_snapshot
 from tests.conftest import RECORDED_TIMESTAMP
 
@@ -226,6 +227,7 @@ def _outcome(parse: Callable[[bytes], object], raw: bytes) -> str:
 def test_arbitrary_bytes_never_raise_anything_but_the_validation_error(raw: bytes) -> None:
     _outcome(parse_snapshot, raw)
     _outcome(parse_history, raw)
+    _outcome(parse_rates, raw)
 
 
 _json = st.recursive(
@@ -248,12 +250,24 @@ _asset_like = st.fixed_dictionaries(
 )  # fmt: skip
 
 
+_rate_like = st.fixed_dictionaries(
+    {},
+    optional={
+        name: _field_values | _decimal_strings | st.sampled_from(["fiat", "crypto", "EUR"])
+        for name in ("id", "symbol", "currencySymbol", "type", "rateUsd")
+    },
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     body=st.one_of(
         _json,
         st.fixed_dictionaries(
-            {"data": st.lists(_asset_like | _json, max_size=8), "timestamp": _field_values}
+            {
+                "data": st.lists(_asset_like | _rate_like | _json, max_size=8),
+                "timestamp": _field_values,
+            }
         ),
     )
 )
@@ -267,3 +281,7 @@ def test_arbitrary_json_never_raises_anything_but_the_validation_error(body: obj
             for text in (asset.id, asset.name, asset.symbol, asset.explorer):
                 assert text is None or text.encode("utf-8")
     _outcome(parse_history, raw)
+    if _outcome(parse_rates, raw) == "ok":
+        assert all(
+            rate.rate_usd > 0 and math.isfinite(rate.rate_usd) for rate in parse_rates(raw).rates
+        )

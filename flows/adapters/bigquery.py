@@ -21,7 +21,7 @@ import functools
 import gzip
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self, cast
 
@@ -45,7 +45,8 @@ from flows.core.loading import (
     WarehouseRefused,
 )
 from flows.core.queries import MoverFilter, QueryParams, movers_sql
-from flows.core.raw_schema import ASSETS, HISTORY, MANIFEST, Kind, RawTable
+from flows.core.rates import RATE_COLUMNS, RatesSnapshot
+from flows.core.raw_schema import ASSETS, DATA_TABLES, HISTORY, MANIFEST, RATES, Kind, RawTable
 from flows.core.settings import BIGQUERY_JOB_TIMEOUT_SECONDS, Settings
 from flows.core.snapshot import ASSET_COLUMNS, HistoryWindow, Snapshot
 
@@ -148,7 +149,7 @@ class BigQueryDatasets:
         self.prod = f"{client.project}.{prod_dataset}"
         for dataset in (self.raw, self.prod):
             self._ensure_dataset(dataset)
-        for raw in (ASSETS, HISTORY, MANIFEST):
+        for raw in (*DATA_TABLES, MANIFEST):
             self._ensure_table(table_definition(f"{self.raw}.{raw.name}", raw))
         if self._ensure_table(bigquery.Table(f"{self.raw}.load_sequence", SEQUENCE_SCHEMA)):
             self._query(f"insert into `{self.raw}.load_sequence` (issued) values (0)")
@@ -203,7 +204,7 @@ class BigQueryDatasets:
                 + row_number() over (order by loaded_at, lake_path) as seq
             from `{self.raw}.lake_files` where load_seq is null
         """
-        for raw in (ASSETS, HISTORY):
+        for raw in DATA_TABLES:
             self._query(
                 f"update `{self.raw}.{raw.name}` as rows set load_seq = numbered.seq "
                 f"from ({numbered}) as numbered "
@@ -275,24 +276,44 @@ class BigQueryDatasets:
         return added
 
     def load_snapshot(self, stored: StoredFile, source: str, snapshot: Snapshot) -> int:
+        return self._load_tick(
+            ASSETS, "snapshot_at", ASSET_COLUMNS, snapshot.assets,
+            stored, source, snapshot.timestamp_ms,
+        )  # fmt: skip
+
+    def load_rates(self, stored: StoredFile, source: str, rates: RatesSnapshot) -> int:
+        return self._load_tick(
+            RATES, "rates_at", RATE_COLUMNS, rates.rates, stored, source, rates.timestamp_ms
+        )
+
+    def _load_tick(
+        self,
+        raw: RawTable,
+        time_column: str,
+        columns: tuple[str, ...],
+        items: Sequence[object],
+        stored: StoredFile,
+        source: str,
+        timestamp_ms: int,
+    ) -> int:
+        """One tick's answer (`/assets` or `/rates`): its rows under the API's timestamp,
+        in that day's partition."""
         loaded_at = datetime.now(tz=UTC)
-        taken_at = _timestamp(snapshot.timestamp_ms)
+        taken_at = _timestamp(timestamp_ms)
 
         def rows(seq: int) -> Iterable[dict[str, Any]]:
-            for asset in snapshot.assets:
+            for item in items:
                 yield {
-                    "snapshot_at": taken_at,
-                    **{name: getattr(asset, name) for name in ASSET_COLUMNS},
+                    time_column: taken_at,
+                    **{name: getattr(item, name) for name in columns},
                     "source": source,
                     "lake_path": stored.path,
                     "loaded_at": _timestamp(loaded_at),
                     "load_seq": seq,
                 }
 
-        start = datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC)
-        return self._load_file(
-            ASSETS, stored, source, snapshot.timestamp_ms, rows, loaded_at, (start, start)
-        )
+        start = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+        return self._load_file(raw, stored, source, timestamp_ms, rows, loaded_at, (start, start))
 
     def load_history(self, stored: StoredFile, key: HistoryKey, window: HistoryWindow) -> int:
         loaded_at = datetime.now(tz=UTC)
@@ -469,7 +490,7 @@ class BigQueryDatasets:
         it repairs any crash (it finds the rows and records them), and the gate then refuses
         them again."""
         self._keep_issued()
-        for raw in (MANIFEST, ASSETS, HISTORY):
+        for raw in (MANIFEST, *DATA_TABLES):
             self._query(
                 f"delete from `{self.raw}.{raw.name}` where lake_path = @lake_path",
                 lake_path=lake_path,
@@ -510,7 +531,7 @@ class BigQueryDatasets:
         tables and models (`count(*)` is metadata-only on BigQuery) and when. The models
         themselves need no copy: the app reads them where dbt built them."""
         counted = [
-            (f"raw.{raw.name}", f"{self.raw}.{raw.name}") for raw in (ASSETS, HISTORY, MANIFEST)
+            (f"raw.{raw.name}", f"{self.raw}.{raw.name}") for raw in (*DATA_TABLES, MANIFEST)
         ] + [
             (table.name, f"{self.prod}.{table.name.split('.')[1]}")
             for table in SERVED_TABLES
@@ -535,7 +556,7 @@ class BigQueryDatasets:
     def forget_loads(self) -> None:
         """Empty the raw tables and the manifest (before a reload of the whole lake)."""
         self._keep_issued()
-        for raw in (MANIFEST, ASSETS, HISTORY):
+        for raw in (MANIFEST, *DATA_TABLES):
             self._query(f"delete from `{self.raw}.{raw.name}` where true")
 
 

@@ -138,6 +138,12 @@ class CoinCapClient:
             offset += page_size
         return pages
 
+    def fetch_rates(self, deadline_seconds: float) -> bytes:
+        """Raw body of `GET /rates`: every currency's USD value, one request (about 170
+        rates, 30 KB), with the same retries and size caps as `/assets` and a deadline of
+        its own."""
+        return self.get("/rates", {}, deadline=time.monotonic() + deadline_seconds)
+
     def fetch_history(self, coin_id: str, interval: str, start_ms: int, end_ms: int) -> bytes:
         """Raw body of `GET /assets/{id}/history` for one window (epoch ms, both given)."""
         path = f"/assets/{quote(coin_id, safe='')}/history"

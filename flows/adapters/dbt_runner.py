@@ -95,11 +95,23 @@ def dbt_environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def parse_inputs(env: dict[str, str]) -> dict[str, str]:
+    """The profile's environment as a parse sees it. Relation names embed the database,
+    which for DuckDB is the file's stem, not its folder (two parses with the warehouse in
+    different folders differ only in their time stamps: measured), and the memory limit
+    shapes no manifest. Every other variable counts whole."""
+    seen = {name: value for name, value in env.items() if name != "DBT_DUCKDB_MEMORY_LIMIT"}
+    if "DBT_DUCKDB_PATH" in seen:
+        seen["DBT_DUCKDB_PATH"] = Path(seen["DBT_DUCKDB_PATH"]).stem
+    return seen
+
+
 def project_fingerprint(project_dir: Path, target: str, env: dict[str, str]) -> str:
     """Changes whenever a parse could give a different manifest: a project file's contents
     (not its time stamps, so a fresh clone or a copied image hits the cache), the dbt
-    version, the target and the profile's environment (relation names embed them)."""
-    digest = hashlib.sha256(f"{dbt_version}|{target}|{sorted(env.items())}".encode())
+    version, the target and what of the profile's environment the parse sees."""
+    inputs = sorted(parse_inputs(env).items())
+    digest = hashlib.sha256(f"{dbt_version}|{target}|{inputs}".encode())
     for path in sorted(project_dir.rglob("*")):
         relative = path.relative_to(project_dir)
         if relative.parts[0] in ("target", "logs") or path.suffix not in PROJECT_FILE_SUFFIXES:
@@ -111,8 +123,7 @@ def project_fingerprint(project_dir: Path, target: str, env: dict[str, str]) -> 
 
 def manifest_cache_dir(project_dir: Path) -> Path:
     """Beside dbt's other parse artifacts: its target path (DBT_TARGET_PATH when set)."""
-    target_path = os.environ.get("DBT_TARGET_PATH")
-    base = Path(target_path) if target_path else project_dir / "target"
+    base = Path(os.environ.get("DBT_TARGET_PATH") or "target")  # relative: to the project
     return (base if base.is_absolute() else project_dir / base) / "manifests"
 
 

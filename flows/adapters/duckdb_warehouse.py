@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import duckdb
 import pyarrow as pa
@@ -26,7 +26,8 @@ from flows.core.loading import (
     WarehouseRefused,
 )
 from flows.core.queries import MoverFilter, movers_sql
-from flows.core.raw_schema import RAW_TABLES, Kind, RawTable
+from flows.core.rates import RATE_COLUMNS, RatesSnapshot
+from flows.core.raw_schema import DATA_TABLES, MANIFEST, RAW_TABLES, Kind, RawTable
 from flows.core.snapshot import (
     ASSET_COLUMNS,
     HistoryWindow,
@@ -102,6 +103,12 @@ create table if not exists {RAW_SCHEMA}.load_sequence as select cast(0 as bigint
 {RAW_COLUMNS_ADDED}
 """
 
+_NUMBER_OLD_ROWS = "".join(
+    f"update {RAW_SCHEMA}.{table.name} as rows set load_seq = manifest.load_seq\n"
+    f"from {RAW_SCHEMA}.lake_files as manifest\n"
+    "where manifest.lake_path = rows.lake_path and rows.load_seq is null;\n"
+    for table in DATA_TABLES
+)
 # Files loaded before `load_seq` existed get one in their load order, once, in one
 # transaction (a crash halfway leaves them all unnumbered, and the next open starts again).
 DUCKDB_NUMBER_OLD_LOADS = f"""
@@ -112,13 +119,7 @@ from (
     from {RAW_SCHEMA}.lake_files
 ) as numbered
 where manifest.lake_path = numbered.lake_path;
-update {RAW_SCHEMA}.coincap_assets as rows set load_seq = manifest.load_seq
-from {RAW_SCHEMA}.lake_files as manifest
-where manifest.lake_path = rows.lake_path and rows.load_seq is null;
-update {RAW_SCHEMA}.coincap_history as rows set load_seq = manifest.load_seq
-from {RAW_SCHEMA}.lake_files as manifest
-where manifest.lake_path = rows.lake_path and rows.load_seq is null;
-update {RAW_SCHEMA}.load_sequence
+{_NUMBER_OLD_ROWS}update {RAW_SCHEMA}.load_sequence
 set issued = greatest(issued, (select coalesce(max(load_seq), 0) from {RAW_SCHEMA}.lake_files));
 commit;
 """
@@ -272,9 +273,10 @@ class DuckDBWarehouse:
         transaction, so a crash leaves it loaded or gone, never half."""
         self.con.execute("begin transaction")
         self.con.execute(DUCKDB_KEEP_ISSUED)
-        for table in ("coincap_assets", "coincap_history", "lake_files"):
+        for table in (*DATA_TABLES, MANIFEST):
             self.con.execute(
-                f"delete from {RAW_SCHEMA}.{table} where lake_path = $path", {"path": lake_path}
+                f"delete from {RAW_SCHEMA}.{table.name} where lake_path = $path",
+                {"path": lake_path},
             )
         self.con.execute("commit")
 
@@ -324,8 +326,8 @@ class DuckDBWarehouse:
         (the way back from retention: reload, then `transform --full-refresh`)."""
         self.con.execute("begin transaction")
         self.con.execute(DUCKDB_KEEP_ISSUED)  # reloaded files get new, higher numbers
-        for table in ("coincap_assets", "coincap_history", "lake_files"):
-            self.con.execute(f"delete from {RAW_SCHEMA}.{table}")
+        for table in (*DATA_TABLES, MANIFEST):
+            self.con.execute(f"delete from {RAW_SCHEMA}.{table.name}")
         self.con.execute("commit")
 
     def load_history(self, stored: StoredFile, key: HistoryKey, window: HistoryWindow) -> int:
@@ -349,20 +351,42 @@ class DuckDBWarehouse:
 
     def load_snapshot(self, stored: StoredFile, source: str, snapshot: Snapshot) -> int:
         """Insert one snapshot and its manifest entry in one transaction."""
-        count = len(snapshot.assets)
+        return self._load_tick(
+            "coincap_assets", "snapshot_at", ASSET_COLUMNS, snapshot.columns(),
+            stored, source, snapshot.timestamp_ms,
+        )  # fmt: skip
+
+    def load_rates(self, stored: StoredFile, source: str, rates: RatesSnapshot) -> int:
+        """Insert one `/rates` answer and its manifest entry in one transaction."""
+        return self._load_tick(
+            "coincap_rates", "rates_at", RATE_COLUMNS, rates.columns(),
+            stored, source, rates.timestamp_ms,
+        )  # fmt: skip
+
+    def _load_tick(
+        self,
+        table: str,
+        time_column: str,
+        columns: tuple[str, ...],
+        values: dict[str, list[Any]],
+        stored: StoredFile,
+        source: str,
+        timestamp_ms: int,
+    ) -> int:
+        """One tick's answer (`/assets` or `/rates`): its rows under the API's timestamp."""
+        count = len(values[columns[0]])
         batch = _arrow(
             lambda: {
-                "snapshot_at": pa.array([snapshot.timestamp_ms] * count, pa.timestamp("ms")),
-                **{name: values for name, values in snapshot.columns().items()},
+                time_column: pa.array([timestamp_ms] * count, pa.timestamp("ms")),
+                **{name: values[name] for name in columns},
             }
         )
-        columns = ", ".join(("snapshot_at", *ASSET_COLUMNS))
+        listed = ", ".join((time_column, *columns))
         insert = (
-            f"insert into {RAW_SCHEMA}.coincap_assets "
-            f"({columns}, source, lake_path, loaded_at, load_seq) "
-            f"select {columns}, $source, $lake_path, $loaded_at, $load_seq from incoming"
+            f"insert into {RAW_SCHEMA}.{table} ({listed}, source, lake_path, loaded_at, load_seq) "
+            f"select {listed}, $source, $lake_path, $loaded_at, $load_seq from incoming"
         )
-        return self._load_file(stored, source, snapshot.timestamp_ms, batch, insert, {})
+        return self._load_file(stored, source, timestamp_ms, batch, insert, {})
 
     def _load_file(
         self,

@@ -46,7 +46,9 @@ from flows.core.lake_layout import (
     StoredFile,
     history_path,
     is_history_name,
+    is_rates_name,
     is_snapshot_name,
+    rates_path,
     snapshot_path,
     source_of,
 )
@@ -93,6 +95,10 @@ class Lake:
         """Write a snapshot body once; writing the same snapshot again changes nothing."""
         return self._write_once(snapshot_path(source, timestamp_ms), raw)
 
+    def write_rates(self, source: str, timestamp_ms: int, raw: bytes) -> LakeWrite:
+        """Write a `/rates` body once, under its own timestamp."""
+        return self._write_once(rates_path(source, timestamp_ms), raw)
+
     def write_history(self, key: HistoryKey, raw: bytes) -> LakeWrite:
         """Write a history window once; its presence is also the backfill's checkpoint."""
         return self._write_once(history_path(key), raw)
@@ -127,7 +133,7 @@ class Lake:
         and the body's digest."""
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}")
-        if kind not in ("assets", "history"):
+        if kind not in ("assets", "rates", "history"):
             raise ValueError(f"unknown kind {kind!r}")
         if stage not in ("fetch", "backfill"):
             raise ValueError(f"unknown stage {stage!r}")
@@ -308,11 +314,14 @@ class Lake:
                 result.temporary.append(relative)  # a writer's, perhaps a killed one's
             elif is_snapshot_name(relative):
                 result.snapshots.append(relative)
+            elif is_rates_name(relative):
+                result.rates.append(relative)
             elif is_history_name(relative):
                 result.history.append(relative)
             else:
                 result.unknown.append(relative)
         result.snapshots.sort(key=_sort_key)
+        result.rates.sort(key=_sort_key)
         result.history.sort()
         return result
 

@@ -55,6 +55,7 @@ SERVED_TABLES: tuple[ServedTable, ...] = (
     ServedTable("prod.mart_market_overview", "upsert", ("snapshot_at",)),
     ServedTable("prod.mart_coin_hourly", "upsert", ("coin_id", "bucket_at")),
     ServedTable("prod.mart_coin_daily", "upsert", ("coin_id", "bucket_at")),
+    ServedTable("prod.mart_fiat_rates_hourly", "upsert", ("symbol", "bucket_at")),
     ServedTable("prod.facts_coins", "upsert_recent", ("coin_id", "snapshot_at")),
     ServedTable("ops.dbt_results", "replace"),
     ServedTable("ops.dead_letters", "replace"),

@@ -1,6 +1,7 @@
 """The lake's layout: where each kind of file lives and what its name says.
 
     raw/<source>/assets/date=YYYY-MM-DD/<api timestamp ms>.json.gz
+    raw/<source>/rates/date=YYYY-MM-DD/<api timestamp ms>.json.gz  (live only: `/rates`)
     raw/<source>/history/interval=<m5|h1|d1>/coin=<id>/<start ms>-<end ms>.json.gz
     quarantine/<source>/<stage>/...  (+ .reason.json beside each body)
 
@@ -22,11 +23,15 @@ from flows.core.snapshot import ASSET_ID_PATTERN
 
 SOURCES = ("coincap", "replay")
 SNAPSHOT_GLOB = "raw/*/assets/date=*/*.json.gz"
+RATES_GLOB = "raw/*/rates/date=*/*.json.gz"
 HISTORY_GLOB = "raw/*/history/interval=*/coin=*/*.json.gz"
 INTERVALS = ("m5", "h1", "d1")
 STAGES = ("fetch", "load", "build", "backfill")
 SNAPSHOT_NAME = re.compile(
     r"raw/(?P<source>coincap|replay)/assets/date=(?P<day>\d{4}-\d{2}-\d{2})/(?P<ms>[1-9]\d{0,14})\.json\.gz"
+)
+RATES_NAME = re.compile(
+    r"raw/(?P<source>coincap|replay)/rates/date=(?P<day>\d{4}-\d{2}-\d{2})/(?P<ms>[1-9]\d{0,14})\.json\.gz"
 )
 HISTORY_NAME = re.compile(
     r"raw/(?P<source>coincap|replay)/history/interval=(?P<interval>m5|h1|d1)/coin=[^/]+/"
@@ -60,6 +65,7 @@ class LakeScan:
     temporary files of writers."""
 
     snapshots: list[str] = field(default_factory=list)
+    rates: list[str] = field(default_factory=list)
     history: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     temporary: list[str] = field(default_factory=list)
@@ -67,12 +73,21 @@ class LakeScan:
 
 def snapshot_path(source: str, timestamp_ms: int) -> str:
     """The one place a snapshot's lake path is made; only validated values go in."""
+    return _tick_path(source, "assets", timestamp_ms)
+
+
+def rates_path(source: str, timestamp_ms: int) -> str:
+    """A `/rates` body's lake path, named by the API's own timestamp like a snapshot."""
+    return _tick_path(source, "rates", timestamp_ms)
+
+
+def _tick_path(source: str, kind: str, timestamp_ms: int) -> str:
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}, expected one of {SOURCES}")
     if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int) or timestamp_ms <= 0:
         raise ValueError(f"timestamp must be positive epoch milliseconds, got {timestamp_ms!r}")
     day = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).date().isoformat()
-    return f"raw/{source}/assets/date={day}/{timestamp_ms}.json.gz"
+    return f"raw/{source}/{kind}/date={day}/{timestamp_ms}.json.gz"
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,11 @@ def is_snapshot_name(relative: str) -> bool:
     """A snapshot file of our layout, whose day folder matches its timestamp."""
     match = SNAPSHOT_NAME.fullmatch(relative)
     return match is not None and snapshot_path(match["source"], int(match["ms"])) == relative
+
+
+def is_rates_name(relative: str) -> bool:
+    match = RATES_NAME.fullmatch(relative)
+    return match is not None and rates_path(match["source"], int(match["ms"])) == relative
 
 
 def is_history_name(relative: str) -> bool:

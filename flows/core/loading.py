@@ -38,6 +38,7 @@ from flows.core.lake_layout import (
     source_of,
 )
 from flows.core.queries import MoverFilter
+from flows.core.rates import RatesSnapshot, parse_rates
 from flows.core.snapshot import (
     HistoryWindow,
     InvalidSnapshot,
@@ -150,6 +151,8 @@ class Warehouse(Protocol):
 
     def load_history(self, stored: StoredFile, key: HistoryKey, window: HistoryWindow) -> int: ...
 
+    def load_rates(self, stored: StoredFile, source: str, rates: RatesSnapshot) -> int: ...
+
     def record_dead_letters(self, letters: list[DeadLetter]) -> int: ...
 
     def recorded_quarantine(self) -> set[str]: ...
@@ -221,7 +224,7 @@ def load_pending(lake: LakeStore, warehouse: Warehouse) -> LoadResult:
     record_quarantine_notes(lake, warehouse)
     done = warehouse.loaded_paths()
     sources = warehouse.data_sources()
-    for lake_path in [*scan.snapshots, *scan.history]:
+    for lake_path in [*scan.snapshots, *scan.rates, *scan.history]:
         if lake_path in done:
             result.files_already_loaded += 1
             continue
@@ -251,7 +254,7 @@ def load_pending(lake: LakeStore, warehouse: Warehouse) -> LoadResult:
             )
             result.rows_rejected += len(rejected)
             log.warning(
-                "%s: %d asset(s) left out by validation: %s",
+                "%s: %d row(s) left out by validation: %s",
                 lake_path,
                 len(rejected),
                 "; ".join(rejected[:5]),
@@ -301,8 +304,11 @@ def _prepare(stored: StoredFile) -> tuple[Callable[[Warehouse], int], tuple[str,
         key = history_key(lake_path)
         window = parse_history(stored.body, window=(key.start_ms, key.end_ms))
         return lambda warehouse: warehouse.load_history(stored, key, window), window.rejected
-    snapshot = parse_snapshot(stored.body)
     source = source_of(lake_path)
+    if "/rates/" in lake_path:
+        rates = parse_rates(stored.body)
+        return lambda warehouse: warehouse.load_rates(stored, source, rates), rates.rejected
+    snapshot = parse_snapshot(stored.body)
     return lambda warehouse: warehouse.load_snapshot(stored, source, snapshot), snapshot.rejected
 
 
@@ -327,7 +333,7 @@ def verify_lake(lake: LakeStore, warehouse: Warehouse) -> VerifyReport:
     report = VerifyReport()
     scan = lake.scan()
     report.unknown = scan.unknown
-    in_lake = set(scan.snapshots) | set(scan.history)
+    in_lake = set(scan.snapshots) | set(scan.rates) | set(scan.history)
     entries = warehouse.manifest()
     for entry in entries:
         report.checked += 1

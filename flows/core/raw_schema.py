@@ -79,6 +79,22 @@ HISTORY = RawTable(
     cluster_by=("coin_id",),
 )
 
+RATES = RawTable(
+    "coincap_rates",
+    (
+        Column("rates_at", "timestamp", True, "the `/rates` answer's `timestamp`, UTC"),
+        Column("id", "text", True, "CoinCap's id of the currency: euro, japanese-yen"),
+        Column("symbol", "text", True, "EUR, JPY; unique within one answer"),
+        Column("currency_symbol", "text", False, "EUR's sign, when CoinCap gives one"),
+        Column("type", "text", True, "fiat or crypto"),
+        Column("rate_usd", "double", True, "US dollars one unit is worth"),
+        *_LOADED,
+    ),
+    time_column="rates_at",
+    partition="MONTH",  # about 170 rows a tick: days would be thousands of tiny partitions
+    cluster_by=("symbol",),
+)
+
 MANIFEST = RawTable(
     "lake_files",
     (
@@ -97,4 +113,6 @@ MANIFEST = RawTable(
     primary_key="lake_path",
 )
 
-RAW_TABLES = (ASSETS, HISTORY, MANIFEST)
+RAW_TABLES = (ASSETS, HISTORY, RATES, MANIFEST)
+# The tables of loaded rows (the manifest says which file each came from).
+DATA_TABLES = (ASSETS, HISTORY, RATES)

@@ -31,6 +31,10 @@ TICK_TIMEOUT_SECONDS = 270
 # timeout on BigQuery): a step that overruns fails (and is retried, or fails its flow), and
 # the next run finishes what it left. Inside a tick, the tick's bound is the outer one.
 FETCH_TASK_TIMEOUT_SECONDS = 180  # one fetch: its own deadline (120 s) and the last read
+# `/rates`, after `/assets` in a live tick: one small body, so a short deadline of its own
+# (the tick's market snapshot is already in the lake; a slow rates answer waits a tick)
+RATES_FETCH_DEADLINE_SECONDS = 30.0
+RATES_TASK_TIMEOUT_SECONDS = 45
 LAKE_TASK_TIMEOUT_SECONDS = 60  # one lake write or quarantine
 WAREHOUSE_TASK_TIMEOUT_SECONDS = 1800  # one warehouse step (a long backlog's load included)
 DBT_TASK_TIMEOUT_SECONDS = 3600  # one dbt build or test run (a full refresh of long history)
@@ -67,6 +71,11 @@ class Settings(BaseSettings):
     coincap_base_url: str = Field("https://rest.coincap.io/v3")
     coincap_api_key: SecretStr | None = Field(None, description="CoinCap v3 API key.")
     asset_limit: int = Field(2000, ge=1, le=10_000, description="Assets per snapshot.")
+    fetch_rates: bool = Field(
+        True,
+        description="Live ticks also fetch `/rates` (one more request, and CoinCap credit, "
+        "per tick) for prices in fiat currencies; off: USD, BTC and ETH only.",
+    )
     source: SourceName = Field(
         "coincap", description="coincap (live API) or replay (bundled real 2021 data)."
     )

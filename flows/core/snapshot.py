@@ -26,11 +26,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 # Ids are CoinCap's slugs ("bitcoin", and real oddities like "boringdao-[old]"). One may end
 # up in a lake path or URL, so no separators, control characters or leading dot.
@@ -81,7 +81,7 @@ class InvalidSnapshot(ValueError):
         self.reason = reason
 
 
-class _BadValue(ValueError):
+class BadValue(ValueError):
     """One asset (or history point) breaks a rule: it is skipped, the body is not."""
 
 
@@ -165,20 +165,32 @@ def load_json(raw: bytes) -> Any:
         raise InvalidSnapshot("body is JSON nested too deeply to be an `/assets` answer") from None
 
 
+T = TypeVar("T")
+
+
 def parse_snapshot(raw: bytes, *, max_assets: int | None = None) -> Snapshot:
     """Validate a raw `/assets` body; raise `InvalidSnapshot` on anything we would not load,
     and nothing else, whatever the bytes."""
+    return only_invalid_snapshot(_parse_snapshot, raw, max_assets)
+
+
+def only_invalid_snapshot(parse: Callable[..., T], raw: bytes, *args: Any) -> T:
+    """`parse(raw, *args)`, any error but `InvalidSnapshot` turned into one: a rule we did
+    not foresee must still be a quarantine, never a crash of the tick."""
     try:
-        return _parse_snapshot(raw, max_assets)
+        return parse(raw, *args)
     except InvalidSnapshot:
         raise
-    except Exception as exc:  # a rule we did not foresee must still be a quarantine
+    except Exception as exc:
         raise InvalidSnapshot(
             f"body could not be validated ({exc.__class__.__name__}: {str(exc)[:200]})"
         ) from None
 
 
-def _parse_snapshot(raw: bytes, max_assets: int | None) -> Snapshot:
+def tick_body(raw: bytes, items: str, empty: str) -> tuple[list[Any], int]:
+    """What `/assets` and `/rates` bodies share: a JSON object whose `data` is a non-empty
+    list, with the API's own `timestamp`; (data, timestamp ms). `items` names the list's
+    entries in a refusal, `empty` says why an empty list is refused."""
     body = load_json(raw)
     if not isinstance(body, dict):
         raise InvalidSnapshot(f"body is a JSON {type(body).__name__}, expected an object")
@@ -187,10 +199,24 @@ def _parse_snapshot(raw: bytes, max_assets: int | None) -> Snapshot:
         raise InvalidSnapshot(f"`data` is an object, not a list (v2 shutdown body?): {notice}")
     data = body.get("data")
     if not isinstance(data, list):
-        raise InvalidSnapshot(f"`data` is {_kind(data)}, expected a list of assets")
-    timestamp = _epoch_ms(body.get("timestamp"), "`timestamp`")
+        raise InvalidSnapshot(f"`data` is {kind_of(data)}, expected a list of {items}")
+    timestamp = epoch_ms(body.get("timestamp"), "`timestamp`")
     if not data:
-        raise InvalidSnapshot("`data` is empty: an answer about no coin is not a snapshot")
+        raise InvalidSnapshot(f"`data` is empty: {empty}")
+    return data, timestamp
+
+
+def refuse_if_broken(rejected: list[str], total: int, items: str, what: str) -> None:
+    """Many unusable entries mean a broken body, not a few bad ones: refuse it whole."""
+    if len(rejected) > max(3, MAX_INVALID_SHARE * total):
+        raise InvalidSnapshot(
+            f"{len(rejected)} of {total} {items} are unusable, a broken body rather than a "
+            f"few bad {what}; first: {rejected[0]}"
+        )
+
+
+def _parse_snapshot(raw: bytes, max_assets: int | None) -> Snapshot:
+    data, timestamp = tick_body(raw, "assets", "an answer about no coin is not a snapshot")
     if max_assets is not None and len(data) > max_assets:
         raise InvalidSnapshot(f"{len(data)} assets returned but at most {max_assets} were asked")
     assets: list[Asset] = []
@@ -201,11 +227,7 @@ def _parse_snapshot(raw: bytes, max_assets: int | None) -> Snapshot:
             assets.append(item)
         else:
             (rejected if item.invalid else skipped).append(item.reason)
-    if len(rejected) > max(3, MAX_INVALID_SHARE * len(data)):
-        raise InvalidSnapshot(
-            f"{len(rejected)} of {len(data)} assets are unusable, a broken body rather than a "
-            f"few bad coins; first: {rejected[0]}"
-        )
+    refuse_if_broken(rejected, len(data), "assets", "coins")
     return Snapshot(
         timestamp_ms=timestamp,
         assets=tuple(assets),
@@ -226,14 +248,14 @@ def _iter_assets(data: list[Any]) -> Iterator[Asset | _Skip]:
     for position, item in enumerate(data):
         where = f"asset #{position}"
         asset_id = item.get("id") if isinstance(item, dict) else None
-        if isinstance(asset_id, str) and ASSET_ID_PATTERN.fullmatch(asset_id) and _utf8(asset_id):
+        if isinstance(asset_id, str) and ASSET_ID_PATTERN.fullmatch(asset_id) and is_utf8(asset_id):
             where = f"asset {asset_id!r}"
             if asset_id in seen:
                 raise InvalidSnapshot(f"duplicate id {asset_id!r}")
             seen.add(asset_id)
         try:
             yield _asset(item, where)
-        except _BadValue as exc:
+        except BadValue as exc:
             yield _Skip(f"{where}: {exc}", invalid=True)
         except _DustPrice as exc:
             yield _Skip(f"{where}: {exc}", invalid=False)
@@ -245,28 +267,30 @@ class _DustPrice(Exception):
 
 def _asset(item: Any, where: str) -> Asset:
     if not isinstance(item, dict):
-        raise _BadValue(f"is {_kind(item)}, expected an object")
+        raise BadValue(f"is {kind_of(item)}, expected an object")
     for name in REQUIRED_FIELDS:
         if item.get(name) is None:
-            raise _BadValue(f"lacks required field `{name}`")
+            raise BadValue(f"lacks required field `{name}`")
     asset_id = item["id"]
     if not isinstance(asset_id, str) or not ASSET_ID_PATTERN.fullmatch(asset_id):
-        raise _BadValue(f"has an unusable id {_preview(asset_id)}")
-    if not _utf8(asset_id):
-        raise _BadValue("has an id that is not valid UTF-8 text")
+        raise BadValue(f"has an unusable id {preview(asset_id)}")
+    if not is_utf8(asset_id):
+        raise BadValue("has an id that is not valid UTF-8 text")
     numbers = {
-        column: _number(item.get(name), f"`{name}`") for name, column in NUMERIC_FIELDS.items()
+        column: number_field(item.get(name), f"`{name}`") for name, column in NUMERIC_FIELDS.items()
     }
     for name in NON_NEGATIVE_FIELDS:
         value = numbers[NUMERIC_FIELDS[name]]
         if value is not None and value < 0:
-            raise _BadValue(f"`{name}` must not be negative, got {_preview(item[name])}")
+            raise BadValue(f"`{name}` must not be negative, got {preview(item[name])}")
     price = numbers["price_usd"]
     if price is None or price < 0:
-        raise _BadValue(f"`priceUsd` must not be negative, got {_preview(item['priceUsd'])}")
+        raise BadValue(f"`priceUsd` must not be negative, got {preview(item['priceUsd'])}")
     if price == 0:
-        raise _DustPrice(f"priceUsd is {_preview(item['priceUsd'])} (below what 16 decimals show)")
-    texts = {name: _text(item.get(name), f"`{name}`", limit) for name, limit in TEXT_FIELDS.items()}
+        raise _DustPrice(f"priceUsd is {preview(item['priceUsd'])} (below what 16 decimals show)")
+    texts = {
+        name: text_field(item.get(name), f"`{name}`", limit) for name, limit in TEXT_FIELDS.items()
+    }
     return Asset(
         id=asset_id,
         rank=_rank(item["rank"]),
@@ -283,48 +307,46 @@ def _asset(item: Any, where: str) -> Asset:
     )
 
 
-def _number(value: Any, where: str) -> float | None:
+def number_field(value: Any, where: str) -> float | None:
     """A finite double from a JSON number or a plain decimal string."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _BadValue(f"{where} is {_kind(value)}, expected a number")
+        raise BadValue(f"{where} is {kind_of(value)}, expected a number")
     if isinstance(value, str) and not PLAIN_DECIMAL.fullmatch(value):
-        raise _BadValue(f"{where} is not a plain decimal number: {_preview(value)}")
+        raise BadValue(f"{where} is not a plain decimal number: {preview(value)}")
     try:
         exact = Decimal(value if isinstance(value, str) else repr(value))
         as_float = float(exact)
     except (InvalidOperation, OverflowError, ValueError):
-        raise _BadValue(f"{where} is not a number: {_preview(value)}") from None
+        raise BadValue(f"{where} is not a number: {preview(value)}") from None
     if not exact.is_finite() or not math.isfinite(as_float):
-        raise _BadValue(f"{where} is not finite or overflows a double: {_preview(value)}")
+        raise BadValue(f"{where} is not finite or overflows a double: {preview(value)}")
     return as_float
 
 
 def _rank(value: Any) -> int:
-    number = _number(value, "`rank`")
+    number = number_field(value, "`rank`")
     if number is None or number != int(number) or not 1 <= number <= MAX_RANK:
-        raise _BadValue(
-            f"`rank` must be a whole number from 1 to {MAX_RANK}, got {_preview(value)}"
-        )
+        raise BadValue(f"`rank` must be a whole number from 1 to {MAX_RANK}, got {preview(value)}")
     return int(number)
 
 
-def _text(value: Any, where: str, limit: int) -> str | None:
+def text_field(value: Any, where: str, limit: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _BadValue(f"{where} is {_kind(value)}, expected text")
-    if not _utf8(value):
-        raise _BadValue(f"{where} is not valid UTF-8 text (a lone surrogate?)")
+        raise BadValue(f"{where} is {kind_of(value)}, expected text")
+    if not is_utf8(value):
+        raise BadValue(f"{where} is not valid UTF-8 text (a lone surrogate?)")
     if CONTROL_CHARACTERS.search(value):
-        raise _BadValue(f"{where} holds a control character")
+        raise BadValue(f"{where} holds a control character")
     if len(value) > limit:
-        raise _BadValue(f"{where} is {len(value)} characters long, more than {limit}")
+        raise BadValue(f"{where} is {len(value)} characters long, more than {limit}")
     return value
 
 
-def _utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -332,21 +354,21 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def _epoch_ms(value: Any, where: str) -> int:
+def epoch_ms(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidSnapshot(f"{where} is {_kind(value)}, expected epoch milliseconds")
+        raise InvalidSnapshot(f"{where} is {kind_of(value)}, expected epoch milliseconds")
     if not EARLIEST_MS <= value < LATEST_MS:
         raise InvalidSnapshot(f"{where} {value} is not between 2009 and 2100 in epoch milliseconds")
     return int(value)
 
 
-def _preview(value: Any) -> str:
+def preview(value: Any) -> str:
     """A value as a short, printable quote for a reason (upstream text may be anything)."""
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     if value is None:
         return "missing or null"
     return f"a JSON {type(value).__name__}"
@@ -394,7 +416,7 @@ def _parse_history(raw: bytes, window: tuple[int, int] | None) -> HistoryWindow:
         raise InvalidSnapshot(f"`data` is an object, not a list (v2 shutdown body?): {notice}")
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
-        raise InvalidSnapshot(f"`data` is {_kind(data)}, expected a list of points")
+        raise InvalidSnapshot(f"`data` is {kind_of(data)}, expected a list of points")
     points: list[HistoryPoint] = []
     skipped: list[str] = []
     rejected: list[str] = []
@@ -403,8 +425,8 @@ def _parse_history(raw: bytes, window: tuple[int, int] | None) -> HistoryWindow:
     for position, item in enumerate(data):
         where = f"point #{position}"
         if not isinstance(item, dict):
-            raise InvalidSnapshot(f"{where} is {_kind(item)}, expected an object")
-        time_ms = _epoch_ms(item.get("time"), f"{where} `time`")
+            raise InvalidSnapshot(f"{where} is {kind_of(item)}, expected an object")
+        time_ms = epoch_ms(item.get("time"), f"{where} `time`")
         if time_ms in seen:
             raise InvalidSnapshot(f"duplicate time {time_ms}")
         seen.add(time_ms)
@@ -412,17 +434,17 @@ def _parse_history(raw: bytes, window: tuple[int, int] | None) -> HistoryWindow:
             outside += 1
             continue
         try:
-            price = _number(item.get("priceUsd"), "`priceUsd`")
+            price = number_field(item.get("priceUsd"), "`priceUsd`")
             if price is None or price < 0:
-                raise _BadValue("`priceUsd` must be a non-negative number")
-            supply = _number(item.get("circulatingSupply"), "`circulatingSupply`")
+                raise BadValue("`priceUsd` must be a non-negative number")
+            supply = number_field(item.get("circulatingSupply"), "`circulatingSupply`")
             if supply is not None and supply < 0:
-                raise _BadValue("`circulatingSupply` must not be negative")
-        except _BadValue as exc:
+                raise BadValue("`circulatingSupply` must not be negative")
+        except BadValue as exc:
             rejected.append(f"{where}: {exc}")
             continue
         if price == 0:
-            skipped.append(f"{where}: priceUsd is {_preview(item['priceUsd'])}")
+            skipped.append(f"{where}: priceUsd is {preview(item['priceUsd'])}")
             continue
         points.append(HistoryPoint(time_ms, price, supply))
     if outside and not points and not rejected:

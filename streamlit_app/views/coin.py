@@ -35,7 +35,7 @@ def in_quote(profile: dict, quote: data.Quote) -> dict:
     the quote coin's latest price, the change compounded against the quote coin's own (a
     coin up 10% while BTC is up 10% is flat in BTC). None: the quote coin has no price now."""
     figures = ("price_usd", "change_24h_pct", "market_cap_usd", "volume_usd_24hr")
-    if quote.coin_id is None:
+    if not quote.converted:
         return {field: profile[field] for field in figures}
     reference = data.latest_quote(quote)
     if reference is None:
@@ -145,13 +145,18 @@ def supply_and_extremes(profile: dict) -> None:
 def candles(coin_id: str, range_: data.Range, quote: data.Quote) -> bool:
     """Candles in place of the price line; False (said on the page) when the range's buckets
     hold one price each, as on the daily replay, where a candle would be a flat dash."""
-    if quote.coin_id is not None:
+    if quote.converted:
         # a coin's high in BTC is not its USD high over BTC's: the two need not fall on the
         # same snapshot, and the rollups keep each coin's own extremes only
+        why = (
+            f"an hour's high in {quote.code} is not the USD high over {quote.code}'s, and the "
+            "rollups keep each coin's own extremes"
+            if quote.coin_id is not None
+            else f"a high in {quote.code} needs the rate at the moment of the high, and "
+            "the rates are kept by the hour"
+        )
         st.info(
-            f"Candles are drawn in USD only: an hour's high in {quote.code} is not the USD "
-            f"high over {quote.code}'s, and the rollups keep each coin's own extremes. The "
-            f"line below is in {quote.code}.",
+            f"Candles are drawn in USD only: {why}. The line below is in {quote.code}.",
             icon=":material/candlestick_chart:",
         )
         return False
@@ -199,8 +204,14 @@ def charts_for(coin_id: str, range_: data.Range, style: str, quote: data.Quote) 
 
 def quote_note(quote: data.Quote, relation: str) -> str:
     """How a figure in a coin quote was made, for the caption (nothing for USD)."""
-    if quote.coin_id is None:
+    if not quote.converted:
         return ""
+    if quote.fiat:
+        unit = data.BUCKET_UNITS[relation] or "hour"
+        return (
+            f" In {quote.code}: each USD figure divided by {quote.code}'s USD rate from "
+            f"CoinCap's `/rates`, the last of the same {unit}."
+        )
     moment = "snapshot" if relation == "facts" else f"{data.BUCKET_UNITS[relation]}'s close"
     return (
         f" In {quote.code}: each USD figure divided by {quote.code}'s USD price at the same "

@@ -51,6 +51,9 @@ def statistics(
             f" In {quote.code}: each close divided by {quote.code}'s close of the same "
             f"{'hour' if granularity == 'hourly' else 'day'}, so {quote.code} itself is flat."
             if quote.coin_id is not None
+            else f" In {quote.code}: each close divided by {quote.code}'s last `/rates` value "
+            f"of the same {'hour' if granularity == 'hourly' else 'day'}."
+            if quote.fiat
             else ""
         )
     )
