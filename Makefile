@@ -72,7 +72,7 @@ worker: install  ## a process worker for the `cryptolytics` pool (runs the deplo
 blocks: install  ## create/update the Prefect blocks and alert automations (server of `make up`)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m blocks.register
 
-test: install emulators  ## every tier: unit, integration, end-to-end (CI; about 40 min here)
+test: install emulators  ## every tier: unit, integration, end-to-end (CI; 60-90 min on 2 cores)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install  ## the unit tier: no Prefect, dbt or warehouse file (under a minute)

@@ -91,6 +91,45 @@ def generate_history(warehouse: Path, days: int, coins: int, end_ms: int | None 
         return wh.con.execute("select count(*) from raw.coincap_assets").fetchall()[0][0]
 
 
+# CoinCap's own example `/rates` body (tests/fixtures, credited in the README): its fiat
+# rates, held constant, stand for each hour's `/rates` in the benchmark's history
+EXAMPLE_RATES = BENCH_DIR.parent / "tests" / "fixtures" / "coincap" / "v2_rates_2018-08-06.json"
+
+
+def generate_rates(warehouse: Path) -> int:
+    """Fill raw.coincap_rates with one `/rates` answer an hour over the generated history,
+    every rate CoinCap's example value (constant: the Coin and Compare pages' fiat queries
+    read as many rows as live ones would, the values do not matter to their cost)."""
+    from flows.adapters.duckdb_warehouse import DuckDBWarehouse
+    from flows.core.rates import parse_rates
+
+    rates = parse_rates(EXAMPLE_RATES.read_bytes()).rates
+    with DuckDBWarehouse(warehouse) as wh:
+        wh.con.execute(
+            "create temporary table example_rates (id varchar, symbol varchar, "
+            "currency_symbol varchar, type varchar, rate_usd double)"
+        )
+        wh.con.executemany(
+            "insert into example_rates values (?, ?, ?, ?, ?)",
+            [(r.id, r.symbol, r.currency_symbol, r.type, r.rate_usd) for r in rates],
+        )
+        wh.con.execute(
+            """
+            insert into raw.coincap_rates
+            with hours as (
+                select unnest(generate_series(
+                    date_trunc('hour', min(snapshot_at)), max(snapshot_at), interval 1 hour
+                )) as rates_at
+                from raw.coincap_assets
+            )
+            select hours.rates_at, example_rates.*, 'coincap', 'bench/rates', hours.rates_at,
+                   (select max(load_seq) from raw.coincap_assets)
+            from hours, example_rates
+            """
+        )
+        return wh.con.execute("select count(*) from raw.coincap_rates").fetchall()[0][0]
+
+
 def build_models(settings) -> float:
     from testkit.pipeline import run_dbt  # the same runner the tests use: plain dbt, no engine
 
@@ -152,6 +191,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
     rows = generate_history(settings.duckdb_path, args.days, args.coins)
     generated = time.perf_counter() - started
     print(f"generated {rows:,} 5-minute rows in {generated:.1f}s")
+    print(f"generated {generate_rates(settings.duckdb_path):,} hourly fiat rates")
     built = build_models(settings)
     print(f"dbt build (first, full) in {built:.1f}s")
     started = time.perf_counter()

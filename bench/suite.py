@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.app_queries import BENCH_DIR, generate_history, measure
+from bench.app_queries import BENCH_DIR, generate_history, generate_rates, measure
 from flows.core.settings import PROJECT_ROOT
 from flows.runtime.stack import wait_healthy
 from testkit.pages import page_queries
@@ -135,6 +135,7 @@ def prepare(root: Path, env: dict[str, str], days: int) -> dict[str, Any]:
     history_rows = generate_history(
         settings.duckdb_path, days, COINS, end_ms=dataset.days[TICK_START_DAY] - 60_000
     )
+    generate_rates(settings.duckdb_path)
     generated = time.perf_counter() - started
     started = time.perf_counter()
     run_dbt(settings, "build", "--exclude", "resource_type:unit_test")

@@ -67,8 +67,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--kill-cycles",
         type=int,
-        default=21,
-        help="SIGKILLed pipeline processes in the fault-injection test: 3 at each of its 7 "
+        default=14,
+        help="SIGKILLed pipeline processes in the fault-injection test: 2 at each of its 7 "
         "points by default (CI; each costs two ticks), 70 for a deep run, 7 for a quick look",
     )
 

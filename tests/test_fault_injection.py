@@ -62,7 +62,7 @@ def tick_in_process(
 def test_sigkill_anywhere_in_a_tick_loses_nothing(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kill_cycles: int
 ) -> None:
-    """`pytest --kill-cycles N`: N kills, spread evenly over the kill points (CI: 21)."""
+    """`pytest --kill-cycles N`: N kills, spread evenly over the kill points (CI: 14)."""
     env = tick_environment()
     context = forkserver(monkeypatch)
     stage_file = tmp_path / "stage"

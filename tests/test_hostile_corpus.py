@@ -5,10 +5,10 @@ Each case says what the server does (status, headers, a body derived from the re
 `/assets` body, encodings, trickling, bombs) and the outcome we promise: `fetch_failed` (the
 run fails, nothing is written), `quarantined` (the body is kept with its reason, the run
 fails, the warehouse is untouched), `rows_rejected` (the snapshot loads without the bad
-assets, each recorded as a dead letter) or `loaded`. After every case the next, good,
-snapshot must land, and the invariant must hold: the warehouse equals the lake per snapshot,
-nothing is duplicated, the models agree with the raw rows and the app's serving copy with
-the models, and the API key is nowhere on disk.
+assets, each recorded as a dead letter) or `loaded`. After every few cases (and the last)
+the next, good, snapshot must land, and the invariant must hold: the warehouse equals the
+lake per snapshot, nothing is duplicated, the models agree with the raw rows and the app's
+serving copy with the models, and the API key is nowhere on disk.
 """
 
 from __future__ import annotations
@@ -180,6 +180,11 @@ def quarantine_reasons(lake: Path) -> list[str]:
     return [json.loads(p.read_text())["reason"] for p in lake.rglob("*.reason.json")]
 
 
+# A good tick after every case doubled the test's 156 pipeline runs (14 of CI's minutes);
+# a wedge a case leaves is still caught within this many cases, and named by the range.
+GOOD_EVERY = 4
+
+
 def test_every_hostile_case_hurts_only_itself(
     settings: Settings,
     httpserver: HTTPServer,
@@ -208,7 +213,7 @@ def test_every_hostile_case_hurts_only_itself(
     snapshots = 1
     seen: dict[str, str] = {}
 
-    for name, case in CASES.items():
+    for number, (name, case) in enumerate(CASES.items(), start=1):
         expect = case["expect"]
         before = counts(settings)
         notes_before = Counter(quarantine_reasons(lake))
@@ -233,11 +238,14 @@ def test_every_hostile_case_hurts_only_itself(
             snapshots += 1 if expect["rows"] else 0
             if outcome == "rows_rejected":
                 assert any(expect["reason"] in why for why in dead_letter_reasons(settings)), name
+        if number % GOOD_EVERY and number < len(CASES):
+            continue  # a case that wedged the pipeline fails the next loaded case, or below
         # the good snapshot served next lands, and everything still agrees
         good = pipeline(return_state=True)
-        assert good.is_completed(), (name, good.message)
+        since = list(CASES)[max(0, number - GOOD_EVERY) : number]
+        assert good.is_completed(), (since, good.message)
         snapshots += 1
-        assert assert_warehouse_equals_lake(settings) == snapshots, name
+        assert assert_warehouse_equals_lake(settings) == snapshots, since
 
     assert set(seen.values()) == OUTCOMES
     leaks = files_containing(KEY.encode(), [tmp_path, Path(settings.duckdb_path).parent])
