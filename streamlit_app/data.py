@@ -180,13 +180,14 @@ def series_sql(relation: str, coin_count: int, quote: Quote = USD) -> str:
 
 
 def _fiat_rates_cte(unit: str) -> str:
-    """`rates`: the fiat currency's (`$quote_symbol`) last rate of each hour or day up to the
-    latest snapshot. A small table (one row a currency an hour): read whole for the one."""
+    """`rates`: the fiat currency's (`$quote_symbol`) last rate of each hour or day in the
+    range (from the hour or day `$since` falls in: a figure after it takes that bucket's)."""
     return f"""rates as (
             select date_trunc('{unit}', bucket_at) as rate_at,
                    arg_max(close_rate_usd, bucket_at) as rate_usd
             from prod.mart_fiat_rates_hourly
-            where symbol = $quote_symbol and bucket_at <= $as_of and close_rate_usd > 0
+            where symbol = $quote_symbol and close_rate_usd > 0
+              and bucket_at >= date_trunc('{unit}', $since) and bucket_at <= $as_of
             group by date_trunc('{unit}', bucket_at)
         )"""
 
