@@ -163,6 +163,11 @@ def main() -> None:
     parser.add_argument("--coins", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the data here")
+    parser.add_argument(
+        "--sort-ab",
+        action="store_true",
+        help="then time the pages on a copy whose per-coin tables are in time order (A, B, A)",
+    )
     args = parser.parse_args()
 
     root = args.workdir or Path(tempfile.mkdtemp(prefix="cryptolytics-bench-"))
@@ -236,6 +241,36 @@ def run(args: argparse.Namespace, root: Path) -> None:
         + "\n"
     )
     print(f"\nwrote {out.relative_to(BENCH_DIR.parent)}")
+    if args.sort_ab:
+        sort_ab(settings.serving_dir.resolve(), args.repeats)
+
+
+def sort_ab(serving_dir: Path, repeats: int) -> None:
+    """What sorting the per-coin tables by coin buys, in one run: the published copy (A)
+    against the same copy with those tables in load order, as ticks append them (B), in the
+    other serving slot; readers are pointed at A, B, then A again."""
+    from flows.adapters.serving import POINTER, SERVED_TABLES, current_copy
+    from testkit.pages import page_queries
+
+    published = current_copy(serving_dir)
+    assert published is not None
+    other = "b" if published.stem == "a" else "a"
+    shutil.copyfile(published, serving_dir / f"{other}.duckdb")
+    with duckdb.connect(str(serving_dir / f"{other}.duckdb")) as con:
+        for table in (t for t in SERVED_TABLES if t.clustered):
+            con.execute(
+                f"create or replace table {table.name} as "
+                f"select * from {table.name} order by load_seq, coin_id"
+            )
+    pages = page_queries()
+    runs = []
+    for slot in (published.stem, other, published.stem):
+        (serving_dir / POINTER).write_text(slot)
+        runs.append(measure(pages, repeats))
+    print(f"\n{'page':<32}{'A p95':>9}{'B p95':>9}{'A again':>9}{'B / best A':>12}")
+    for name in pages:
+        a, b, a2 = (run[name]["p95_ms"] for run in runs)
+        print(f"{name:<32}{a:>9.1f}{b:>9.1f}{a2:>9.1f}{b / min(a, a2):>12.2f}")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from flows.adapters import serving
 from flows.adapters.serving import NoDataYet, ServingReader, current_copy, publish
 from flows.core.settings import PROJECT_ROOT, Settings
 from testkit.pipeline import replay_bodies, run_dbt, tick
@@ -47,6 +49,50 @@ def test_publish_alternates_copies_and_copies_only_what_changed(settings: Settin
         "(select count(*) from prod.mart_latest_ranking) as ranking"
     ).iloc[0]
     assert (counts["facts"], counts["snapshots"], counts["ranking"]) == (900, 3, 300)
+
+
+def test_per_coin_tables_are_kept_in_coin_order(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page reading a few coins skips the other coins' row groups only if the copy is
+    sorted by coin: the first publish sorts, a short unsorted tail is left, a long one is
+    sorted away, and the rows are the warehouse's either way."""
+    monkeypatch.setattr(serving, "RESORT_TAIL_ROWS", 300)
+    days = replay_bodies(3, limit=200)
+
+    def physical_order(copy: Path, table: str, time_column: str) -> list[tuple[str, object]]:
+        with duckdb.connect(str(copy), read_only=True) as con:
+            return con.execute(
+                f"select coin_id, {time_column} from {table} order by rowid"
+            ).fetchall()
+
+    def in_key_order(copy: Path) -> dict[str, bool]:
+        rows = {
+            "prod.facts_coins": physical_order(copy, "prod.facts_coins", "snapshot_at"),
+            "prod.mart_coin_hourly": physical_order(copy, "prod.mart_coin_hourly", "bucket_at"),
+        }
+        return {table: found == sorted(found) for table, found in rows.items()}
+
+    tick(settings, [("replay", *days[0])])
+    first = current_copy(settings.serving_dir)
+    assert in_key_order(first) == {"prod.facts_coins": True, "prod.mart_coin_hourly": True}
+
+    tick(settings, [("replay", *days[1])])  # the other copy: a file copy plus a 200-row tail
+    second = current_copy(settings.serving_dir)
+    assert second != first
+    assert in_key_order(second) == {"prod.facts_coins": False, "prod.mart_coin_hourly": False}
+
+    tick(settings, [("replay", *days[2])])  # the first copy again, 400 rows behind: sorted
+    assert current_copy(settings.serving_dir) == first
+    assert in_key_order(first) == {"prod.facts_coins": True, "prod.mart_coin_hourly": True}
+    with duckdb.connect(str(first), read_only=True) as con:
+        con.execute("attach $path as warehouse (read_only)", {"path": str(settings.duckdb_path)})
+        for table in ("prod.facts_coins", "prod.mart_coin_hourly"):
+            (difference,) = con.execute(
+                f"select count(*) from ((from {table} except all from warehouse.{table}) "
+                f"union all (from warehouse.{table} except all from {table}))"
+            ).fetchall()[0]
+            assert difference == 0, table
 
 
 def test_full_publish_after_a_full_refresh_gives_the_same_copy(settings: Settings) -> None:

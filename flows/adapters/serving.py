@@ -12,6 +12,12 @@ the history, no clock is involved, and a row published twice is still one row. T
 fact is served for the last `RECENT_FACT_DAYS` days only: longer chart ranges read the
 hourly and daily rollups.
 
+The per-coin tables are kept sorted by coin (their key), so a page reading a few coins
+touches their row groups only (DuckDB skips the rest by each row group's min/max). Rows a
+tick adds land unsorted at the end; once that tail passes `RESORT_TAIL_ROWS` the table is
+rewritten in key order: about 4 s each for the hourly rollup and
+the facts at 90 days, once every 61 ticks (5 hours) per copy, for coin pages 1.1-2.3x faster.
+
 A copy repairs itself: it is rebuilt from the warehouse when it cannot be opened or read,
 when it was made from another warehouse (each has an id; a warehouse rebuilt from the lake
 is a new one, whose load sequence starts again), or when, after catching up, its row counts
@@ -38,6 +44,8 @@ from flows.core.queries import QueryParams
 log = logging.getLogger(__name__)
 
 RECENT_FACT_DAYS = 8
+# one DuckDB row group: an unsorted tail shorter than that costs each query one more group
+RESORT_TAIL_ROWS = 122_880
 COPIES = ("a", "b")
 POINTER = "current"
 
@@ -47,16 +55,17 @@ class ServedTable:
     name: str  # schema.table, the same in the warehouse and the serving copy
     mode: Literal["replace", "upsert", "upsert_recent"]
     key: tuple[str, ...] = ()
+    clustered: bool = False  # kept in key order: pages read it a few coins at a time
 
 
 SERVED_TABLES: tuple[ServedTable, ...] = (
     ServedTable("prod.mart_latest_ranking", "replace"),
     ServedTable("prod.dim_coins", "replace"),
     ServedTable("prod.mart_market_overview", "upsert", ("snapshot_at",)),
-    ServedTable("prod.mart_coin_hourly", "upsert", ("coin_id", "bucket_at")),
-    ServedTable("prod.mart_coin_daily", "upsert", ("coin_id", "bucket_at")),
+    ServedTable("prod.mart_coin_hourly", "upsert", ("coin_id", "bucket_at"), clustered=True),
+    ServedTable("prod.mart_coin_daily", "upsert", ("coin_id", "bucket_at"), clustered=True),
     ServedTable("prod.mart_fiat_rates_hourly", "upsert", ("symbol", "bucket_at")),
-    ServedTable("prod.facts_coins", "upsert_recent", ("coin_id", "snapshot_at")),
+    ServedTable("prod.facts_coins", "upsert_recent", ("coin_id", "snapshot_at"), clustered=True),
     ServedTable("ops.dbt_results", "replace"),
     ServedTable("ops.dead_letters", "replace"),
     ServedTable("ops.builds", "replace"),
@@ -270,9 +279,13 @@ def _sync(con: duckdb.DuckDBPyConnection, table: ServedTable, *, full: bool) -> 
             f"- interval {RECENT_FACT_DAYS} day"
         )
 
+    order = f"order by {', '.join(table.key)}" if table.clustered else ""
     if full or table.mode == "replace" or not same_shape:
         where = f"where {recent_in(source)}" if table.mode == "upsert_recent" else ""
-        con.execute(f"create or replace table {table.name} as select * from {source} {where}")
+        con.execute(
+            f"create or replace table {table.name} as select * from {source} {where} {order}"
+        )
+        _mark_sorted(con, table)
         return con.execute(f"select count(*) from {table.name}").fetchall()[0][0]
 
     watermark = con.execute(f"select max(load_seq) from {table.name}").fetchall()[0][0]
@@ -287,8 +300,42 @@ def _sync(con: duckdb.DuckDBPyConnection, table: ServedTable, *, full: bool) -> 
     if table.mode == "upsert_recent":
         # the window's end from the copy itself: the warehouse's table holds all of history
         con.execute(f"delete from {table.name} where not ({recent_in(table.name)})")
+    if table.clustered and _unsorted_tail(con, table) > RESORT_TAIL_ROWS:
+        con.execute(f"create or replace table {table.name} as select * from {table.name} {order}")
+        _mark_sorted(con, table)
     con.execute("commit")
     return copied
+
+
+def _mark_sorted(con: duckdb.DuckDBPyConnection, table: ServedTable) -> None:
+    """Remember the highest load_seq the table held when it was last put in key order."""
+    if not table.clustered:
+        return
+    con.execute("create schema if not exists ops")
+    con.execute(
+        "create table if not exists ops.sorted_through (served_table varchar, load_seq bigint)"
+    )
+    con.execute("delete from ops.sorted_through where served_table = $name", {"name": table.name})
+    con.execute(
+        f"insert into ops.sorted_through select $name, max(load_seq) from {table.name}",
+        {"name": table.name},
+    )
+
+
+def _unsorted_tail(con: duckdb.DuckDBPyConnection, table: ServedTable) -> int:
+    """Rows added since the last sort (all of them if the copy predates sorting)."""
+    sorted_seq = None
+    if _exists(con, _catalog(con), "ops.sorted_through"):
+        rows = con.execute(
+            "select load_seq from ops.sorted_through where served_table = $name",
+            {"name": table.name},
+        ).fetchall()
+        sorted_seq = rows[0][0] if rows else None
+    watermark = -1 if sorted_seq is None else int(sorted_seq)
+    # a literal: the tail is at the end, DuckDB skips the sorted row groups by min/max
+    return con.execute(
+        f"select count(*) from {table.name} where load_seq > {watermark}"
+    ).fetchall()[0][0]
 
 
 def _catalog(con: duckdb.DuckDBPyConnection) -> str:
