@@ -248,7 +248,8 @@ def run(args: argparse.Namespace, root: Path) -> None:
 def sort_ab(serving_dir: Path, repeats: int) -> None:
     """What sorting the per-coin tables by coin buys, in one run: the published copy (A)
     against the same copy with those tables in load order, as ticks append them (B), in the
-    other serving slot; readers are pointed at A, B, then A again."""
+    other serving slot; readers are pointed at A, B, then A again. For a bench workdir only:
+    it overwrites the other slot."""
     from flows.adapters.serving import POINTER, SERVED_TABLES, current_copy
     from testkit.pages import page_queries
 
