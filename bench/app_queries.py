@@ -36,14 +36,17 @@ TARGET_P95_MS = 150
 def generate_history(warehouse: Path, days: int, coins: int, end_ms: int | None = None) -> int:
     """Fill raw.coincap_assets with `days` days of 5-minute snapshots; returns rows. With
     `end_ms`, the series is moved in time to end one step before it (so ticks replayed
-    after it are newer than all of it)."""
-    from flows.adapters.duckdb_warehouse import DuckDBWarehouse
+    after it are newer than all of it). Each synthetic snapshot takes the next load
+    sequence number, given out as the loader gives them (raw.load_sequence), so a file
+    loaded after it is newer to every incremental model and data test, as in production."""
+    from flows.adapters.duckdb_warehouse import DUCKDB_NEXT_SEQ, DuckDBWarehouse
     from flows.replay.dataset import DATASET_PATH
 
     last_ms = duckdb.sql(f"select max(day_ms) from read_parquet('{DATASET_PATH}')").fetchall()[0][0]
     shift_ms = 0 if end_ms is None else end_ms - (last_ms + 288 * 300000)
     with DuckDBWarehouse(warehouse) as wh:
         wh.con.execute("select setseed(0.42)")
+        next_seq = wh.con.execute(DUCKDB_NEXT_SEQ).fetchall()[0][0]
         wh.con.execute(
             f"""
             insert into raw.coincap_assets
@@ -77,8 +80,8 @@ def generate_history(warehouse: Path, days: int, coins: int, end_ms: int | None 
                 'replay' as source,
                 'bench/' || ts_ms as lake_path,
                 make_timestamp(ts_ms * 1000) as loaded_at,
-                -- one load per synthetic snapshot, in time order (the watermark)
-                dense_rank() over (order by ts_ms) as load_seq
+                -- one load per synthetic snapshot, in time order, after any load before it
+                dense_rank() over (order by ts_ms) + {next_seq} - 1 as load_seq
             from (
                 -- a random walk of +-0.1 % a step, bridged back to 1 at each day's end
                 select *, exp(sum(0.001 * (random() - 0.5) * 2)
@@ -87,6 +90,11 @@ def generate_history(warehouse: Path, days: int, coins: int, end_ms: int | None 
                 from steps
             )
             """
+        )
+        wh.con.execute(
+            "update raw.load_sequence set issued = "
+            "(select max(load_seq) from raw.coincap_assets) where issued < "
+            "(select max(load_seq) from raw.coincap_assets)"
         )
         return wh.con.execute("select count(*) from raw.coincap_assets").fetchall()[0][0]
 
