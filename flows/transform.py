@@ -120,12 +120,13 @@ def dead_letter_gate_failures(
     (a duplicate's older twin, built and published long ago, stays). Copy and note, then
     the rows out of the warehouse, then the lake file: a crash at any point is finished by
     the next build (a file still in the lake is loaded and refused again)."""
-    reason = "dbt test(s) failed on its rows: " + ", ".join(n.node for n in failing)
+    tests = ", ".join(n.node for n in failing)
     moved: dict[str, str] = {}
     with target.open_warehouse() as warehouse:
         relations = [n.failures_relation or "" for n in failing]
         paths = warehouse.failing_lake_paths(relations, after_seq)
-        for path in sorted(paths):
+        for path, rules in sorted(paths.items()):
+            reason = f"dbt test(s) {tests} failed on its rows: {', '.join(sorted(rules))}"
             kept = target.lake.dead_letter(path, "build", reason, remove=False)
             warehouse.forget_file(path)
             warehouse.record_dead_letters(

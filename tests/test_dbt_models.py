@@ -219,6 +219,16 @@ def test_the_health_page_judges_freshness_by_dbt_source_freshness(
     assert verdicts == {1: ("pass", "pass"), 20: ("warn", "warn"), 75: ("error", "error")}
 
 
+def broken_rules(settings: Settings, test: str) -> set[str]:
+    """The rules named by the failing rows a `row_rules` test stored (`--store-failures`)."""
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        (schema,) = con.execute(
+            "select table_schema from information_schema.tables where table_name = ?", [test]
+        ).fetchone()
+        rows = con.execute(f'select distinct broken_rules from "{schema}"."{test}"').fetchall()
+    return {rule for (rules,) in rows for rule in rules.split()}
+
+
 def test_the_invariants_of_candles_shares_and_ranks_catch_broken_rows(
     settings: Settings, recorded_assets: bytes
 ) -> None:
@@ -232,14 +242,18 @@ def test_the_invariants_of_candles_shares_and_ranks_catch_broken_rows(
             "update prod.mart_coin_hourly set open_price_usd = high_price_usd * 2 "
             "where coin_id = 'bitcoin'"
         )
-    with pytest.raises(AssertionError, match="expression_is_true_mart_coin_hourly"):
-        run_dbt(settings, "test", "--select", "mart_coin_hourly")
+    with pytest.raises(AssertionError, match="mart_coin_hourly_rules"):
+        run_dbt(settings, "test", "--select", "mart_coin_hourly", "--store-failures")
+    assert broken_rules(settings, "mart_coin_hourly_rules") == {
+        "open_and_close_within_low_and_high"
+    }
 
     with duckdb.connect(str(settings.duckdb_path)) as con:
         con.execute("update prod.mart_market_overview set btc_dominance_pct = 70, "
                     "eth_dominance_pct = 40")  # fmt: skip
-    with pytest.raises(AssertionError, match="expression_is_true_mart_market_overview"):
-        run_dbt(settings, "test", "--select", "mart_market_overview")
+    with pytest.raises(AssertionError, match="mart_market_overview_rules"):
+        run_dbt(settings, "test", "--select", "mart_market_overview", "--store-failures")
+    assert broken_rules(settings, "mart_market_overview_rules") == {"dominances_within_the_total"}
 
     with duckdb.connect(str(settings.duckdb_path)) as con:
         con.execute("update prod.facts_coins set rank = 1 where coin_id = 'ethereum'")

@@ -196,7 +196,8 @@ def test_rows_the_build_gate_refuses_are_dead_lettered_and_the_build_goes_on(
     assert state.is_completed(), state.message
     result = state.result()
     assert list(result.transformed.dead_lettered) == [bad]
-    assert "at_least_stg_coinsdata_market_cap_usd" in result.transformed.dead_lettered[bad]
+    reason = result.transformed.dead_lettered[bad]
+    assert "stg_coinsdata_rules" in reason and reason.endswith(": market_cap_not_negative")
     lake_dir = Path(settings.lake_url)
     assert not (lake_dir / bad).exists()
     assert (lake_dir / bad.replace("raw/replay/", "quarantine/replay/build/")).exists()
@@ -239,7 +240,7 @@ def test_an_old_bad_row_never_holds_a_tick_and_the_audit_names_it(settings: Sett
         assert pipeline(return_state=True).is_completed()  # the old row holds nothing
     state = audit(return_state=True)
     assert state.is_failed()
-    assert "at_least_stg_coinsdata_market_cap_usd" in str(state.message)
+    assert "stg_coinsdata_rules" in str(state.message)
     app = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app" / "app.py"), default_timeout=60)
     app.switch_page("views/health.py")
     app.run()
@@ -469,6 +470,6 @@ def test_a_copy_of_a_snapshot_under_another_name_is_refused_by_the_gate(
     assert state.is_completed(), state.message
     moved = state.result().transformed.dead_lettered
     assert list(moved) == [str(copy.relative_to(lake))]
-    assert "no_duplicate_keys_stg_coinsdata" in moved[str(copy.relative_to(lake))]
+    assert moved[str(copy.relative_to(lake))].endswith(": duplicate_coin_id_snapshot_at")
     assert original.exists() and not copy.exists()
     assert assert_warehouse_equals_lake(settings) == 2

@@ -466,15 +466,16 @@ class BigQueryDatasets:
         )
         return BuildScope(after_seq=row.after_seq, covered_seq=row.covered_seq)
 
-    def failing_lake_paths(self, relations: list[str], after_seq: int) -> set[str]:
-        paths: set[str] = set()
+    def failing_lake_paths(self, relations: list[str], after_seq: int) -> dict[str, set[str]]:
+        paths: dict[str, set[str]] = {}
         for relation in relations:
             rows = self._query(
-                f"select distinct lake_path from {relation} "
+                f"select distinct lake_path, broken_rules from {relation} "
                 "where lake_path is not null and load_seq > @after",
                 after=after_seq,
             )
-            paths |= {row.lake_path for row in rows}
+            for row in rows:
+                paths.setdefault(row.lake_path, set()).update(row.broken_rules.split())
         return paths
 
     def _keep_issued(self) -> None:

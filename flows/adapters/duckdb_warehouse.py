@@ -255,17 +255,18 @@ class DuckDBWarehouse:
         ).fetchall()[0]
         return BuildScope(after_seq=after, covered_seq=covered)
 
-    def failing_lake_paths(self, relations: list[str], after_seq: int) -> set[str]:
+    def failing_lake_paths(self, relations: list[str], after_seq: int) -> dict[str, set[str]]:
         """The lake files behind the failing rows the staging gate stored, among the rows
-        loaded after `after_seq` (the build's own)."""
-        paths: set[str] = set()
+        loaded after `after_seq` (the build's own), with the rules those rows broke."""
+        paths: dict[str, set[str]] = {}
         for relation in relations:
             rows = self.con.execute(
-                f"select distinct lake_path from {relation} "
+                f"select distinct lake_path, broken_rules from {relation} "
                 "where lake_path is not null and load_seq > $after",
                 {"after": after_seq},
             ).fetchall()
-            paths |= {path for (path,) in rows}
+            for path, rules in rows:
+                paths.setdefault(path, set()).update(rules.split())
         return paths
 
     def forget_file(self, lake_path: str) -> None:
