@@ -38,7 +38,8 @@ PROJECT = PROJECT_ROOT / "dbt"
 
 
 def load_next_snapshot(settings: Any, step: int) -> int:
-    """One more replay day as a lake file, loaded; returns the load sequence it got."""
+    """One more snapshot, 5 minutes after the last, as a lake file, loaded; returns the load
+    sequence it got. Its assets are a replay day's (the next one, round the replay's end)."""
     from flows.adapters.duckdb_warehouse import DuckDBWarehouse
     from flows.adapters.lake import Lake
     from flows.core.loading import load_pending
@@ -46,9 +47,10 @@ def load_next_snapshot(settings: Any, step: int) -> int:
     from flows.replay.server import assets_body
 
     dataset = shared_dataset()
-    day = dataset.days[TICK_START_DAY + step]
+    day = dataset.days[TICK_START_DAY + step % (len(dataset.days) - TICK_START_DAY)]
+    at = dataset.days[TICK_START_DAY] + step * 300_000
     Lake(settings.lake_url).write_snapshot(
-        "replay", day, assets_body(day, dataset.assets(day, limit=COINS))
+        "replay", at, assets_body(at, dataset.assets(day, limit=COINS))
     )
     with DuckDBWarehouse(settings.duckdb_path) as warehouse:
         load_pending(Lake(settings.lake_url), warehouse)

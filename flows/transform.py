@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from flows.adapters.dbt_runner import DbtBuild, warm_dbt
+from flows.adapters.dbt_runner import DbtBuild, tick_selection, warm_dbt
 from flows.adapters.serving import PublishResult
 from flows.adapters.targets import Target, resolve_target
 from flows.core.lake_layout import source_of
@@ -53,9 +53,13 @@ def read_build_scope(target: Target) -> tuple[BuildScope, bool]:
 
 @dbt_step
 def dbt_build(
-    target: Target, project_dir: str, full_refresh: bool, tests_after_seq: int = 0
+    target: Target, project_dir: str, full_refresh: bool, scope: BuildScope | None = None
 ) -> DbtBuild:
-    """All models and data tests in one task; each finished node is logged as it happens."""
+    """The models and data tests in one task; each finished node is logged as it happens.
+    Every node when the project changed since its last whole build (a release: new or
+    changed models and views), after a full refresh, or with no scope; otherwise only what
+    the new rows reach (`tick_selection`): a tick that loaded one snapshot rebuilds the
+    tables downstream of `/assets` and runs their tests, on those rows."""
     logger = get_run_logger()
 
     def log_node(node: DbtNodeResult) -> None:
@@ -64,19 +68,26 @@ def dbt_build(
 
     runner = warm_dbt(target, project_dir)
     runner.on_node = log_node
+    project = runner.fingerprint(target.dbt_target, target.dbt_env)
+    whole = full_refresh or scope is None or scope.whole_project != project
     build = runner.build(
         target.dbt_target,
         target.dbt_env,
         full_refresh=full_refresh,
-        run_env={"CRYPTOLYTICS_TESTS_AFTER_SEQ": str(tests_after_seq)},
+        run_env={"CRYPTOLYTICS_TESTS_AFTER_SEQ": str(scope.after_seq if scope else 0)},
+        select=None if whole or scope is None else tick_selection(scope.new_kinds),
     )
+    if not build.nodes and not build.whole:
+        logger.info("dbt: no rows since the last passing build reach any model; nothing built.")
+        return build
     logger.info(
-        "dbt: %s, build %.2fs.",
+        "dbt: %s, %s, build %.2fs.",
         {
             "parse": f"parsed in {build.parse_seconds:.2f}s",
             "cache": f"saved manifest loaded in {build.parse_seconds:.2f}s",
             "memory": "warm manifest reused",
         }[build.manifest_from],
+        "every node" if build.whole else f"{len(build.nodes)} nodes the new rows reach",
         build.build_seconds,
     )
     create_table_artifact(
@@ -147,10 +158,13 @@ def apply_retention(target: Target, days: int) -> int:
 
 @warehouse_step
 def record_dbt_results(
-    target: Target, results: list[DbtNodeResult], scope: BuildScope | None = None
+    target: Target,
+    results: list[DbtNodeResult],
+    scope: BuildScope | None = None,
+    whole_project: str | None = None,
 ) -> None:
     with target.open_warehouse() as warehouse:
-        warehouse.record_dbt_results(results, scope)
+        warehouse.record_dbt_results(results, scope, whole_project)
 
 
 @dataclass(frozen=True)
@@ -173,7 +187,7 @@ def build_and_publish(settings: Settings, target: Target, full_refresh: bool) ->
         )
         full_refresh = True
     project = str(settings.dbt_project_dir)
-    build = dbt_build(target, project, full_refresh, scope.after_seq)
+    build = dbt_build(target, project, full_refresh, scope)
     dead_lettered: dict[str, str] = {}
     failing = gate_failures(build)
     if failing is not None:
@@ -183,8 +197,9 @@ def build_and_publish(settings: Settings, target: Target, full_refresh: bool) ->
             logger.error("Dead letter: %s moved to quarantine: %s", path, reason)
         if dead_lettered:
             scope, _ = read_build_scope(target)
-            build = dbt_build(target, project, full_refresh, scope.after_seq)
-    record_dbt_results(target, build.nodes, scope)
+            build = dbt_build(target, project, full_refresh, scope)
+    if build.nodes or build.whole:
+        record_dbt_results(target, build.nodes, scope, build.project if build.whole else None)
     if not build.success:
         publish(target, False, ops_only=True)
         raise DbtBuildFailed(f"dbt build failed: {build.failed or build.error}")

@@ -273,3 +273,38 @@ def test_after_an_outage_runs_catch_up_and_health_shows_the_gap(
     warnings = " ".join(w.value for w in app.warning)
     assert f"1 gap(s) in the last 30 days, the longest {expected_minutes / 60:.1f} h" in warnings
     st.cache_data.clear()
+
+
+def test_a_tick_builds_only_what_its_new_rows_reach_and_a_changed_project_builds_all(
+    settings: Settings,
+) -> None:
+    """The first tick builds every node and records the project it built. A replay tick
+    (new `/assets` rows, no rates, no history) then rebuilds only the tables downstream of
+    `/assets` and runs their tests, the gate's among them, and leaves the views and the rates
+    path alone, and its facts still grow. A project other than the one last built whole (a
+    release) builds every node again."""
+    first = pipeline()
+    whole = facts(settings, "select node from ops.dbt_results")
+    (recorded,) = facts(settings, "select whole_project from ops.builds")[0]
+    second = pipeline()
+    selected = {node for (node,) in facts(settings, "select node from ops.dbt_results")}
+    builds = facts(settings, "select whole_project from ops.builds order by run_at")
+
+    assert recorded and len(builds) == 2 and builds[1] == (None,)  # a selection: no project
+    assert {"stg_coinsdata", "stg_coincap_rates", "mart_fiat_rates_hourly"} <= {
+        node for (node,) in whole
+    }
+    assert not selected & {"stg_coinsdata", "stg_coin_history", "stg_coincap_rates"}  # views
+    assert not selected & {"mart_fiat_rates_hourly", "stg_coincap_rates_rules"}  # no rates
+    assert {"stg_coinsdata_rules", "facts_coins", "mart_coin_hourly", "dim_coins"} <= selected
+    assert second.transformed.models_built < first.transformed.models_built
+    assert facts(settings, SNAPSHOT_COUNTS)[0][1] == 2
+
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("update ops.builds set whole_project = 'an older release'")
+    pipeline()
+    rebuilt = {node for (node,) in facts(settings, "select node from ops.dbt_results")}
+    assert rebuilt == {node for (node,) in whole}
+    assert facts(settings, "select whole_project from ops.builds order by run_at desc limit 1")[
+        0
+    ] == (recorded,)

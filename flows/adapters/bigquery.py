@@ -92,7 +92,7 @@ AUDIT_SCHEMA = _fields(
 )  # fmt: skip
 BUILDS_SCHEMA = _fields(
     ("run_at", T, REQUIRED), ("covered_seq", INT, REQUIRED), ("success", "BOOL", REQUIRED),
-    ("failed", S, NULLABLE),
+    ("failed", S, NULLABLE), ("whole_project", S, NULLABLE),
 )  # fmt: skip
 DBT_RESULTS_SCHEMA = _fields(
     ("run_at", T, NULLABLE), ("node", S, NULLABLE), ("resource_type", S, NULLABLE),
@@ -462,9 +462,22 @@ class BigQueryDatasets:
         (row,) = self._query(
             f"select (select coalesce(max(covered_seq), 0) from `{self.prod}.ops_builds` "
             f"where success) as after_seq, "
-            f"(select coalesce(max(load_seq), 0) from `{self.raw}.lake_files`) as covered_seq"
+            f"(select coalesce(max(load_seq), 0) from `{self.raw}.lake_files`) as covered_seq, "
+            f"(select array_agg(whole_project order by run_at desc limit 1) "
+            f"from `{self.prod}.ops_builds` where success and whole_project != '') "
+            "as whole_project"
         )
-        return BuildScope(after_seq=row.after_seq, covered_seq=row.covered_seq)
+        kinds = self._query(  # raw/<source>/<kind>/...: flows/core/lake_layout.py
+            f"select distinct split(lake_path, '/')[safe_offset(2)] as kind "
+            f"from `{self.raw}.lake_files` where load_seq > @after",
+            after=row.after_seq,
+        )
+        return BuildScope(
+            after_seq=row.after_seq,
+            covered_seq=row.covered_seq,
+            new_kinds=frozenset(r.kind for r in kinds if r.kind),
+            whole_project=row.whole_project[0] if row.whole_project else None,
+        )
 
     def failing_lake_paths(self, relations: list[str], after_seq: int) -> dict[str, set[str]]:
         paths: dict[str, set[str]] = {}
@@ -505,7 +518,10 @@ class BigQueryDatasets:
         return "load_seq" not in {field.name for field in table.schema}
 
     def record_dbt_results(
-        self, results: list[DbtNodeResult], scope: BuildScope | None = None
+        self,
+        results: list[DbtNodeResult],
+        scope: BuildScope | None = None,
+        whole_project: str | None = None,
     ) -> None:
         """Replace `ops_dbt_results` with the latest build's nodes: a truncating load job
         from a file staged beside the lake, like every load here; with `scope`, append the
@@ -513,11 +529,13 @@ class BigQueryDatasets:
         if scope is not None:
             failed = [r.node for r in results if r.status in ("error", "fail")]
             self._query(
-                f"insert into `{self.prod}.ops_builds` (run_at, covered_seq, success, failed) "
-                "values (current_timestamp(), @covered, @success, @failed)",
+                f"insert into `{self.prod}.ops_builds` "
+                "(run_at, covered_seq, success, failed, whole_project) "
+                "values (current_timestamp(), @covered, @success, @failed, @whole_project)",
                 covered=scope.covered_seq,
                 success=not failed,
                 failed=", ".join(failed) or "",
+                whole_project=whole_project or "",  # "" for a selection: no null parameter
             )
         run_at = _timestamp(datetime.now(tz=UTC))
         rows = [

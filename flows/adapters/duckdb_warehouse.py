@@ -88,6 +88,8 @@ create table if not exists ops.builds (  -- every build: what it covered, and wh
     success boolean not null,
     failed varchar                       -- the failing nodes, if any
 );
+-- the dbt project a build of every node ran (its fingerprint); null for a tick's selection
+alter table ops.builds add column if not exists whole_project varchar;
 create table if not exists ops.dead_letters (  -- what a stage refused, and why
     dead_letter_id varchar primary key,
     recorded_at timestamp not null,
@@ -212,10 +214,14 @@ class DuckDBWarehouse:
         return HistoryReport(rows, snapshots, latest, movers_by("gainers"), movers_by("losers"))
 
     def record_dbt_results(
-        self, results: list[DbtNodeResult], scope: BuildScope | None = None
+        self,
+        results: list[DbtNodeResult],
+        scope: BuildScope | None = None,
+        whole_project: str | None = None,
     ) -> None:
         """Replace `ops.dbt_results` with the latest build's nodes; with `scope`, add the
-        build to `ops.builds` (a passing one moves the next build's test scope on)."""
+        build to `ops.builds` (a passing one moves the next build's test scope on), with
+        the project's fingerprint when it built every node."""
         run_at = datetime.now(tz=UTC).replace(tzinfo=None)
         failed = [r.node for r in results if r.status in ("error", "fail")]
         self.con.execute("begin transaction")
@@ -230,8 +236,9 @@ class DuckDBWarehouse:
             )
         if scope is not None:
             self.con.execute(
-                "insert into ops.builds values (?, ?, ?, ?)",
-                [run_at, scope.covered_seq, not failed, ", ".join(failed) or None],
+                "insert into ops.builds (run_at, covered_seq, success, failed, whole_project) "
+                "values (?, ?, ?, ?, ?)",
+                [run_at, scope.covered_seq, not failed, ", ".join(failed) or None, whole_project],
             )
         self.con.execute("commit")
 
@@ -253,7 +260,21 @@ class DuckDBWarehouse:
         (covered,) = self.con.execute(
             f"select coalesce(max(load_seq), 0) from {RAW_SCHEMA}.lake_files"
         ).fetchall()[0]
-        return BuildScope(after_seq=after, covered_seq=covered)
+        kinds = self.con.execute(  # raw/<source>/<kind>/...: flows/core/lake_layout.py
+            f"select distinct split_part(lake_path, '/', 3) from {RAW_SCHEMA}.lake_files "
+            "where load_seq > $after",
+            {"after": after},
+        ).fetchall()
+        whole = self.con.execute(
+            "select whole_project from ops.builds where success and whole_project is not null "
+            "order by run_at desc limit 1"
+        ).fetchall()
+        return BuildScope(
+            after_seq=after,
+            covered_seq=covered,
+            new_kinds=frozenset(kind for (kind,) in kinds),
+            whole_project=whole[0][0] if whole else None,
+        )
 
     def failing_lake_paths(self, relations: list[str], after_seq: int) -> dict[str, set[str]]:
         """The lake files behind the failing rows the staging gate stored, among the rows

@@ -75,10 +75,14 @@ class AuditCheck:
 @dataclass(frozen=True)
 class BuildScope:
     """What a build is to test: rows above `after_seq` (the last passing build's cover) up
-    to `covered_seq` (the highest loaded when it starts)."""
+    to `covered_seq` (the highest loaded when it starts); which kinds of lake file those rows
+    came from (`assets`, `rates`, `history`: what the build must reach); and the dbt project
+    the last passing build of every node ran (its fingerprint), if any."""
 
     after_seq: int
     covered_seq: int
+    new_kinds: frozenset[str] = frozenset()
+    whole_project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,10 @@ class Warehouse(Protocol):
     def build_scope(self) -> BuildScope: ...
 
     def record_dbt_results(
-        self, results: list[DbtNodeResult], scope: BuildScope | None = None
+        self,
+        results: list[DbtNodeResult],
+        scope: BuildScope | None = None,
+        whole_project: str | None = None,
     ) -> None: ...
 
     def failing_lake_paths(self, relations: list[str], after_seq: int) -> dict[str, set[str]]:
