@@ -36,12 +36,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import duckdb
-import pandas as pd
 
 from flows.core.queries import QueryParams
+
+if TYPE_CHECKING:  # the app's readers return DataFrames; a tick never loads pandas (80 MB)
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
