@@ -76,8 +76,13 @@ def runners(settings: Any) -> dict[str, Callable[[dict[str, str]], int]]:
              "--target-path", str(target_path), "--target", target.dbt_target, "--quiet"]
         )  # fmt: skip
     assert parsed.success, parsed.exception
-    dbt_settings = PrefectDbtSettings(
-        project_dir=PROJECT, profiles_dir=PROJECT, target_path=target_path
+    from dbt_common.events.base_types import EventLevel
+
+    dbt_settings = PrefectDbtSettings(  # its level from ours would be "WARNING": not dbt's
+        project_dir=PROJECT,
+        profiles_dir=PROJECT,
+        target_path=target_path,
+        log_level=EventLevel.WARN,
     )
     exclude = ["--exclude-resource-type", "unit_test"]
 
