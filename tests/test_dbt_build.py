@@ -79,3 +79,19 @@ def test_a_fresh_process_loads_the_saved_parse_and_a_damaged_one_costs_a_parse(
     _m, source, _s = WarmDbt(project).manifest(target.dbt_target, renamed)
     assert source == "parse"  # another database name in every relation: a miss
     assert len(list(manifest_cache_dir(project).glob("*.msgpack"))) == 2
+
+
+def test_a_tick_selects_what_its_sources_reach_and_an_unknown_kind_of_file_builds_all() -> None:
+    """The selectors name the sources the tick's rows came from (tables and tests below them,
+    never views); a kind of lake file the selection does not know builds every node rather
+    than fail the tick (the flow test runs these selectors through dbt)."""
+    from flows.adapters.dbt_runner import tick_selection
+
+    assert tick_selection(frozenset()) == []
+    assert tick_selection(frozenset({"assets"})) == [
+        "source:coincap.lake_files+",
+        "source:coincap.coincap_assets+,config.materialized:table",
+        "source:coincap.coincap_assets+,config.materialized:incremental",
+        "source:coincap.coincap_assets+,resource_type:test",
+    ]
+    assert tick_selection(frozenset({"assets", "snapshots-of-tomorrow"})) is None

@@ -463,7 +463,7 @@ class BigQueryDatasets:
             f"select (select coalesce(max(covered_seq), 0) from `{self.prod}.ops_builds` "
             f"where success) as after_seq, "
             f"(select coalesce(max(load_seq), 0) from `{self.raw}.lake_files`) as covered_seq, "
-            f"(select array_agg(whole_project order by run_at desc limit 1) "
+            f"(select array_agg(whole_project order by covered_seq desc, run_at desc limit 1) "
             f"from `{self.prod}.ops_builds` where success and whole_project != '') "
             "as whole_project"
         )

@@ -46,10 +46,13 @@ KEPT_MANIFESTS = 8  # older parses are deleted (each is about 1 MB)
 ManifestFrom = Literal["memory", "cache", "parse"]
 
 
-def tick_selection(new_kinds: frozenset[str]) -> list[str]:
+def tick_selection(new_kinds: frozenset[str]) -> list[str] | None:
     """dbt selectors for a tick that loaded rows of `new_kinds` (and nothing else): every
     table and data test downstream of those sources, and the manifest's own test. Views and
-    models no new row reaches are left as they are; the last whole build made them."""
+    models no new row reaches are left as they are; the last whole build made them. None
+    (build every node) for a kind of lake file this does not know: never a tick's error."""
+    if not new_kinds <= SOURCE_OF_KIND.keys():
+        return None
     selectors = ["source:coincap.lake_files+"] if new_kinds else []
     for kind in sorted(new_kinds):
         selectors += [f"{SOURCE_OF_KIND[kind]}+,{nodes}" for nodes in REBUILT]

@@ -267,7 +267,7 @@ class DuckDBWarehouse:
         ).fetchall()
         whole = self.con.execute(
             "select whole_project from ops.builds where success and whole_project is not null "
-            "order by run_at desc limit 1"
+            "order by covered_seq desc, run_at desc limit 1"  # the load sequence, then the clock
         ).fetchall()
         return BuildScope(
             after_seq=after,
