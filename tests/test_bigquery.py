@@ -18,6 +18,7 @@ from google.cloud import bigquery
 from flows.adapters.bigquery import (
     ASSETS,
     HISTORY,
+    RATES,
     BigQueryDatasets,
     load_job_id,
     table_definition,
@@ -25,6 +26,7 @@ from flows.adapters.bigquery import (
 from flows.adapters.lake import Lake
 from flows.core.loading import load_pending
 from flows.core.settings import Settings
+from testkit.scans import GROWING
 from tests.conftest import FIXTURES, RECORDED_TIMESTAMP, Emulator, body_variant
 
 pytestmark = pytest.mark.e2e
@@ -103,7 +105,7 @@ def test_a_crash_between_load_job_and_manifest_is_repaired_without_duplicates(
     assert counts(warehouse) == (200, 200, 2)  # the rows were there: only the manifest added
 
 
-def test_tables_are_partitioned_by_day_and_clustered_by_coin() -> None:
+def test_tables_are_partitioned_by_time_and_clustered_by_coin() -> None:
     assets = table_definition("p.d.coincap_assets", ASSETS)
     assert (assets.time_partitioning.type_, assets.time_partitioning.field) == (
         "DAY",
@@ -112,6 +114,8 @@ def test_tables_are_partitioned_by_day_and_clustered_by_coin() -> None:
     assert assets.clustering_fields == ["id"]
     history = table_definition("p.d.coincap_history", HISTORY)
     assert (history.time_partitioning.type_, history.clustering_fields) == ("MONTH", ["coin_id"])
+    rates = table_definition("p.d.coincap_rates", RATES)  # read every tick: a day, not a month
+    assert (rates.time_partitioning.type_, rates.time_partitioning.field) == ("DAY", "rates_at")
 
 
 def test_load_job_ids_are_deterministic_per_file() -> None:
@@ -122,7 +126,7 @@ def test_load_job_ids_are_deterministic_per_file() -> None:
 
 
 @pytest.mark.parametrize("target", ["cloud_emulator", "local"])
-def test_facts_coins_is_partitioned_clustered_and_merged_recent_only_on_bigquery(
+def test_facts_coins_is_partitioned_clustered_and_merged_within_its_batch_on_bigquery(
     target: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The emulator drops partitioning, so check what dbt would send: the parsed config."""
@@ -149,9 +153,22 @@ def test_facts_coins_is_partitioned_clustered_and_merged_recent_only_on_bigquery
         "field": "snapshot_at", "data_type": "timestamp", "granularity": "day",
     }  # fmt: skip
     assert config["cluster_by"] == ["coin_id"]
+    # the batch's earliest snapshot, a literal when the merge runs (dbt/macros/dialect.sql):
+    # test_cloud_target.py checks that the merge dbt sends reads recent partitions only
     assert config["incremental_predicates"] == [
-        "DBT_INTERNAL_DEST.snapshot_at >= timestamp_sub(current_timestamp(), interval 2 day)"
+        "DBT_INTERNAL_DEST.snapshot_at >= __batch_start__(snapshot_at)"
     ]
+    # every growing model as the partition-filter check and the cost model take it to be
+    models = {n.name: n.config.to_dict() for n in result.result.nodes.values()}
+    for name, layout in GROWING.items():
+        if name in models and models[name]["materialized"] == "incremental":
+            assert models[name]["partition_by"] == {
+                "field": layout.time_column, "data_type": "timestamp",
+                "granularity": layout.granularity,
+            }, name  # fmt: skip
+            assert models[name]["incremental_predicates"] == [
+                f"DBT_INTERNAL_DEST.{layout.time_column} >= __batch_start__({layout.time_column})"
+            ], name
 
 
 def test_every_app_query_translates_to_bigquery_sql(

@@ -260,3 +260,52 @@ def test_the_invariants_of_candles_shares_and_ranks_catch_broken_rows(
     results = run_dbt(settings, "test", "--select", "facts_coins")
     warned = [r.node for r in results if r.status == "warn"]
     assert len(warned) == 1 and warned[0].startswith("no_duplicate_keys_facts_coins_snapshot_at")
+
+
+def test_a_build_reads_recent_rows_only_and_a_late_file_still_reaches_every_model_once(
+    settings: Settings, recorded_assets: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build's filters on new rows carry a bound on time too (the recent span: the day
+    before the newest lake file), which prunes BigQuery's partitions; it holds only for rows
+    of files loaded after the last file about an older time. A snapshot from three days
+    earlier, loaded late, is read by load sequence alone, reaches the facts and the rollups
+    once, and the build after it is pruned again."""
+    from datetime import UTC, datetime
+
+    from flows.core.loading import recent_since
+    from testkit.pipeline import tick
+
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    compiled = tmp_path / "target/compiled/cryptolytics/models/marts/facts_coins.sql"
+
+    def snapshot(minutes: int) -> tuple[str, int, bytes]:
+        at = RECORDED_TIMESTAMP + minutes * MINUTE
+        return ("coincap", at, body_variant(recorded_assets, timestamp_ms=at))
+
+    def bound_after(minutes: int) -> str:
+        newest = datetime.fromtimestamp((RECORDED_TIMESTAMP + minutes * MINUTE) / 1000, UTC)
+        return f"snapshot_at >= timestamp '{recent_since(newest):%Y-%m-%d %H:%M:%S}'"
+
+    tick(settings, [snapshot(0)])
+    tick(settings, [snapshot(5)])
+    assert bound_after(5) in compiled.read_text()  # a tick like the schedule's: pruned
+    late = -3 * 24 * 60
+    tick(settings, [snapshot(late), snapshot(10)])
+    assert "snapshot_at >=" not in compiled.read_text()  # the late file: by load_seq alone
+    tick(settings, [snapshot(15)])
+    assert bound_after(15) in compiled.read_text()
+
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        facts = con.execute(
+            "select count(*), count(distinct (coin_id, snapshot_at)), count(distinct snapshot_at)"
+            " from prod.facts_coins"
+        ).fetchone()
+        assert facts == (500, 500, 5)  # five snapshots of 100 assets, each once
+        late_at = datetime.fromtimestamp((RECORDED_TIMESTAMP + late * MINUTE) / 1000, UTC)
+        for model, unit in (("mart_coin_hourly", "hour"), ("mart_coin_daily", "day")):
+            (rows,) = con.execute(
+                f"select count(*) from prod.{model} where bucket_at = date_trunc('{unit}', $at)",
+                {"at": late_at.replace(tzinfo=None)},
+            ).fetchone()
+            assert rows == 100, model
+        assert con.execute("select count(*) from prod.mart_market_overview").fetchone() == (5,)

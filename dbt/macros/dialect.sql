@@ -83,17 +83,18 @@
 {%- endmacro %}
 
 {#- Table layout, BigQuery only (DuckDB has neither; zone maps do the job there): partitions
-    by day of a timestamp, clustering by coin. -#}
-{% macro partition_by_day(column) -%}
-    {{ return(adapter.dispatch('partition_by_day', 'cryptolytics')(column)) }}
+    by day or month of a timestamp (month for tables adding under ~10,000 rows a day: BigQuery
+    advises against small partitions), clustering by coin. -#}
+{% macro partition_by_time(column, granularity) -%}
+    {{ return(adapter.dispatch('partition_by_time', 'cryptolytics')(column, granularity)) }}
 {%- endmacro %}
 
-{% macro default__partition_by_day(column) -%}
+{% macro default__partition_by_time(column, granularity) -%}
     {{ return(none) }}
 {%- endmacro %}
 
-{% macro bigquery__partition_by_day(column) -%}
-    {{ return({'field': column, 'data_type': 'timestamp', 'granularity': 'day'}) }}
+{% macro bigquery__partition_by_time(column, granularity) -%}
+    {{ return({'field': column, 'data_type': 'timestamp', 'granularity': granularity}) }}
 {%- endmacro %}
 
 {% macro clustering(columns) -%}
@@ -108,18 +109,39 @@
     {{ return(columns) }}
 {%- endmacro %}
 
-{#- The merge of an append-only history model compares new rows only with the target's
-    recent partitions, so a tick does not scan years of history. Safe because rows reach
-    the model exactly once (the loader's manifest, then `loaded_since_last_run`): an older
-    row, from a late or backfilled file, cannot be in the target yet and is inserted. -#}
-{% macro recent_partitions_only(column, days=2) -%}
-    {{ return(adapter.dispatch('recent_partitions_only', 'cryptolytics')(column, days)) }}
+{#- A merge reads only the target's partitions the batch can match: at or after the batch's
+    earliest `column`, found in the batch itself when the merge runs (the token is replaced
+    by `bigquery__get_merge_sql` below), so a late file from last month is still matched in
+    last month's partition, and an ordinary tick reads today's. Data, not the clock. -#}
+{% macro batch_partitions_only(column) -%}
+    {{ return(adapter.dispatch('batch_partitions_only', 'cryptolytics')(column)) }}
 {%- endmacro %}
 
-{% macro default__recent_partitions_only(column, days) -%}
+{% macro default__batch_partitions_only(column) -%}
     {{ return(none) }}
 {%- endmacro %}
 
-{% macro bigquery__recent_partitions_only(column, days) -%}
-    {{ return(["DBT_INTERNAL_DEST." ~ column ~ " >= timestamp_sub(current_timestamp(), interval " ~ days ~ " day)"]) }}
+{% macro bigquery__batch_partitions_only(column) -%}
+    {{ return(["DBT_INTERNAL_DEST." ~ column ~ " >= __batch_start__(" ~ column ~ ")"]) }}
+{%- endmacro %}
+
+{#- dbt's merge, with each `__batch_start__(column)` of the incremental predicates replaced
+    by the earliest `column` of the batch (`source`, the new rows dbt staged), as a literal:
+    BigQuery prunes partitions only for a constant. A batch with no rows gives the far
+    future (the merge then reads no partition). dbt's own merge otherwise, unchanged. -#}
+{% macro bigquery__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
+    {%- set predicates = [] -%}
+    {%- for predicate in incremental_predicates or [] -%}
+        {%- if '__batch_start__(' in predicate -%}
+            {%- set column = predicate.split('__batch_start__(')[1].split(')')[0] -%}
+            {%- set start = run_query(
+                'select min(' ~ column ~ ') from ' ~ source ~ ' as batch'
+            ).columns[0].values()[0] -%}
+            {%- set literal = "timestamp '9999-12-31 00:00:00'" if start is none else timestamp_literal(start) -%}
+            {%- do predicates.append(predicate | replace('__batch_start__(' ~ column ~ ')', literal)) -%}
+        {%- else -%}
+            {%- do predicates.append(predicate) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(dbt.default__get_merge_sql(target, source, unique_key, dest_columns, predicates)) }}
 {%- endmacro %}

@@ -5,12 +5,20 @@
     the same tests runs on its own schedule (the `audit` flow: CRYPTOLYTICS_TESTS_AFTER_SEQ
     unset) and never blocks a tick. The bound is rendered here, at run time, as a literal (not
     in the YAML, which is parsed once per process), so it also prunes old row groups and
-    partitions. This is dbt's documented way to customise `where`. -#}
+    partitions. `__recent__(column)` adds the recent span's bound on a time column
+    (macros/new_rows.sql): the same rows, read from the recent day's BigQuery partition instead
+    of the whole history. This is dbt's documented way to customise `where`. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') -%}
     {%- if where -%}
         {%- if '__new_rows__' in where -%}
             {%- set where = where | replace('__new_rows__', 'load_seq > ' ~ tests_after_seq()) -%}
+        {%- endif -%}
+        {%- if '__recent__(' in where -%}
+            {%- set column = where.split('__recent__(')[1].split(')')[0] -%}
+            {%- set where = where | replace(
+                '__recent__(' ~ column ~ ')', recent_bound(tests_after_seq(), column)
+            ) -%}
         {%- endif -%}
         {%- set filtered -%}
             (select * from {{ relation }} where {{ where }}) dbt_subquery

@@ -43,6 +43,7 @@ from flows.core.loading import (
     HistoryReport,
     ManifestEntry,
     WarehouseRefused,
+    recent_since,
 )
 from flows.core.queries import MoverFilter, QueryParams, movers_sql
 from flows.core.rates import RATE_COLUMNS, RatesSnapshot
@@ -421,8 +422,9 @@ class BigQueryDatasets:
     def history_report(self, movers: int, mover_filter: MoverFilter) -> HistoryReport:
         (row,) = self._query(
             f"select (select count(*) from `{self.prod}.facts_coins`) as facts_rows, "
-            f"count(*) as snapshots, max(snapshot_at) as latest "
-            f"from `{self.prod}.mart_market_overview`"
+            f"(select count(*) from `{self.prod}.mart_market_overview`) as snapshots, "
+            # the ranking is the latest snapshot: a small table, where the market's is not
+            f"max(snapshot_at) as latest from `{self.prod}.mart_latest_ranking`"
         )
 
         def movers_by(direction: Literal["gainers", "losers"]) -> list[dict[str, object]]:
@@ -463,6 +465,7 @@ class BigQueryDatasets:
             f"select (select coalesce(max(covered_seq), 0) from `{self.prod}.ops_builds` "
             f"where success) as after_seq, "
             f"(select coalesce(max(load_seq), 0) from `{self.raw}.lake_files`) as covered_seq, "
+            f"(select max(snapshot_at) from `{self.raw}.lake_files`) as newest, "
             f"(select array_agg(whole_project order by covered_seq desc, run_at desc limit 1) "
             f"from `{self.prod}.ops_builds` where success and whole_project != '') "
             "as whole_project"
@@ -472,11 +475,19 @@ class BigQueryDatasets:
             f"from `{self.raw}.lake_files` where load_seq > @after",
             after=row.after_seq,
         )
+        since = recent_since(row.newest)
+        (older,) = self._query(  # the last file about a time before the span
+            f"select coalesce(max(load_seq), 0) as seq from `{self.raw}.lake_files` "
+            "where snapshot_at < @since",
+            since=since or datetime.fromtimestamp(0, UTC),
+        )
         return BuildScope(
             after_seq=row.after_seq,
             covered_seq=row.covered_seq,
             new_kinds=frozenset(r.kind for r in kinds if r.kind),
             whole_project=row.whole_project[0] if row.whole_project else None,
+            recent_since=since,
+            recent_after_seq=older.seq,
         )
 
     def failing_lake_paths(self, relations: list[str], after_seq: int) -> dict[str, set[str]]:

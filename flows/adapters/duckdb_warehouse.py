@@ -24,6 +24,7 @@ from flows.core.loading import (
     HistoryReport,
     ManifestEntry,
     WarehouseRefused,
+    recent_since,
 )
 from flows.core.queries import MoverFilter, movers_sql
 from flows.core.rates import RATE_COLUMNS, RatesSnapshot
@@ -202,8 +203,9 @@ class DuckDBWarehouse:
     def history_report(self, movers: int, mover_filter: MoverFilter) -> HistoryReport:
         """Read the prod models for a run summary."""
         rows, snapshots, latest = self.con.execute(
-            "select (select count(*) from prod.facts_coins), count(*), max(snapshot_at) "
-            "from prod.mart_market_overview"
+            "select (select count(*) from prod.facts_coins), "
+            "(select count(*) from prod.mart_market_overview), max(snapshot_at) "
+            "from prod.mart_latest_ranking"  # the latest snapshot: as on BigQuery
         ).fetchall()[0]
 
         def movers_by(direction: Literal["gainers", "losers"]) -> list[dict[str, object]]:
@@ -257,8 +259,14 @@ class DuckDBWarehouse:
         (after,) = self.con.execute(
             "select coalesce(max(covered_seq), 0) from ops.builds where success"
         ).fetchall()[0]
-        (covered,) = self.con.execute(
-            f"select coalesce(max(load_seq), 0) from {RAW_SCHEMA}.lake_files"
+        covered, newest = self.con.execute(
+            f"select coalesce(max(load_seq), 0), max(snapshot_at) from {RAW_SCHEMA}.lake_files"
+        ).fetchall()[0]
+        since = recent_since(newest)
+        (older,) = self.con.execute(  # the last file about a time before the span
+            f"select coalesce(max(load_seq), 0) from {RAW_SCHEMA}.lake_files "
+            "where snapshot_at < $since",
+            {"since": since.replace(tzinfo=None) if since else datetime(1970, 1, 1)},
         ).fetchall()[0]
         kinds = self.con.execute(  # raw/<source>/<kind>/...: flows/core/lake_layout.py
             f"select distinct split_part(lake_path, '/', 3) from {RAW_SCHEMA}.lake_files "
@@ -274,6 +282,8 @@ class DuckDBWarehouse:
             covered_seq=covered,
             new_kinds=frozenset(kind for (kind,) in kinds),
             whole_project=whole[0][0] if whole else None,
+            recent_since=since,
+            recent_after_seq=older,
         )
 
     def failing_lake_paths(self, relations: list[str], after_seq: int) -> dict[str, set[str]]:

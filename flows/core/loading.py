@@ -26,7 +26,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, Self
 
 from flows.core.lake_layout import (
@@ -76,13 +76,39 @@ class AuditCheck:
 class BuildScope:
     """What a build is to test: rows above `after_seq` (the last passing build's cover) up
     to `covered_seq` (the highest loaded when it starts); which kinds of lake file those rows
-    came from (`assets`, `rates`, `history`: what the build must reach); and the dbt project
-    the last passing build of every node ran (its fingerprint), if any."""
+    came from (`assets`, `rates`, `history`: what the build must reach); the dbt project
+    the last passing build of every node ran (its fingerprint), if any; and the recent span
+    (`recent_span`): every file loaded after `recent_after_seq` is about `recent_since` or
+    later, which lets the build's filters read only recent partitions."""
 
     after_seq: int
     covered_seq: int
     new_kinds: frozenset[str] = frozenset()
     whole_project: str | None = None
+    recent_since: datetime | None = None
+    recent_after_seq: int = 0
+
+    def dbt_env(self) -> dict[str, str]:
+        """What dbt's macros read of the scope (dbt/macros/test_scope.sql, new_rows.sql)."""
+        env = {"CRYPTOLYTICS_TESTS_AFTER_SEQ": str(self.after_seq)}
+        if self.recent_since is not None:
+            env["CRYPTOLYTICS_RECENT_SINCE"] = self.recent_since.strftime("%Y-%m-%d %H:%M:%S")
+            env["CRYPTOLYTICS_RECENT_AFTER_SEQ"] = str(self.recent_after_seq)
+        return env
+
+
+RECENT_MARGIN = timedelta(hours=1)
+
+
+def recent_since(newest: datetime | None) -> datetime | None:
+    """The start of the day an hour before `newest`, the latest time of any lake file (data,
+    not the clock): a tick on BigQuery reads one daily partition (two in the day's first
+    hour), and a model up to an hour behind still finds its newest rows in the span (one
+    further behind makes one build read by load sequence alone: correct, unpruned)."""
+    if newest is None:
+        return None
+    utc = (newest if newest.tzinfo else newest.replace(tzinfo=UTC)).astimezone(UTC)
+    return (utc - RECENT_MARGIN).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,15 @@
     )
 }}
 
+{#- one row per coin: its own watermark is a small read -#}
+{%- set after = last_load_seq_literal() %}
+
 with
 
 new_rows as (
 
     select * from {{ ref('stg_coinsdata') }}
-    {{ loaded_since_last_run() }}
+    {{ loaded_since_last_run(after, 'snapshot_at') }}
 
 ),
 

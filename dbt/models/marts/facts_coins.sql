@@ -4,18 +4,20 @@
         incremental_strategy=history_incremental_strategy(),
         unique_key=['coin_id', 'snapshot_at'],
         on_schema_change='append_new_columns',
-        partition_by=partition_by_day('snapshot_at'),
+        partition_by=partition_by_time('snapshot_at', 'day'),
         cluster_by=clustering(['coin_id']),
-        incremental_predicates=recent_partitions_only('snapshot_at'),
+        incremental_predicates=batch_partitions_only('snapshot_at'),
     )
 }}
+
+{%- set after = last_load_seq_literal('snapshot_at') %}
 
 with
 
 staged as (
 
     select * from {{ ref('stg_coinsdata') }}
-    {{ loaded_since_last_run() }}
+    {{ loaded_since_last_run(after, 'snapshot_at') }}
 
 ),
 

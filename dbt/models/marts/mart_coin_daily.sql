@@ -8,14 +8,26 @@
         incremental_strategy=upsert_incremental_strategy(),
         unique_key=['coin_id', 'bucket_at'],
         on_schema_change='append_new_columns',
+        partition_by=partition_by_time('bucket_at', 'month'),
+        cluster_by=clustering(['coin_id']),
+        incremental_predicates=batch_partitions_only('bucket_at'),
     )
 }}
+
+{%- set after = last_load_seq_literal('bucket_at') -%}
+{%- if is_incremental() -%}
+    {%- set earliest = earliest_touched(
+        ref('mart_coin_hourly'), 'bucket_at', ref('stg_coin_history'), 'day', after
+    ) -%}
+{%- endif %}
 
 with
 
 touched_days as (
 
-    {{ touched_buckets(ref('mart_coin_hourly'), 'bucket_at', ref('stg_coin_history'), 'day') }}
+    {{ touched_buckets(
+        ref('mart_coin_hourly'), 'bucket_at', ref('stg_coin_history'), 'day', after
+    ) }}
 
 ),
 
@@ -28,9 +40,9 @@ day_hours as (
     inner join touched_days
         on hourly.coin_id = touched_days.coin_id
             and {{ dbt.date_trunc('day', 'hourly.bucket_at') }} = touched_days.bucket_at
-    {{ within_touched_buckets(
-        'hourly.bucket_at', ref('mart_coin_hourly'), 'bucket_at', ref('stg_coin_history'), 'day'
-    ) }}
+    {% if is_incremental() -%}
+    where hourly.bucket_at >= {{ earliest }}
+    {%- endif %}
 
 ),
 
@@ -44,6 +56,9 @@ day_history as (
         on history.coin_id = touched_days.coin_id
             and {{ dbt.date_trunc('day', 'history.point_at') }} = touched_days.bucket_at
     where history.history_interval = 'd1'
+        {% if is_incremental() -%}
+        and history.point_at >= {{ earliest }}
+        {%- endif %}
         -- finer data wins: a day with any hour is built from its hours
         and not exists (
             select 1 from day_hours

@@ -9,14 +9,24 @@
         incremental_strategy=upsert_incremental_strategy(),
         unique_key=['coin_id', 'bucket_at'],
         on_schema_change='append_new_columns',
+        partition_by=partition_by_time('bucket_at', 'day'),
+        cluster_by=clustering(['coin_id']),
+        incremental_predicates=batch_partitions_only('bucket_at'),
     )
 }}
+
+{%- set after = last_load_seq_literal('bucket_at') -%}
+{%- if is_incremental() -%}
+    {%- set earliest = earliest_touched(
+        ref('facts_coins'), 'snapshot_at', ref('stg_coin_history'), 'hour', after
+    ) -%}
+{%- endif %}
 
 with
 
 touched_buckets as (
 
-    {{ touched_buckets(ref('facts_coins'), 'snapshot_at', ref('stg_coin_history'), 'hour') }}
+    {{ touched_buckets(ref('facts_coins'), 'snapshot_at', ref('stg_coin_history'), 'hour', after) }}
 
 ),
 
@@ -29,9 +39,9 @@ bucket_facts as (
     inner join touched_buckets
         on facts.coin_id = touched_buckets.coin_id
             and {{ dbt.date_trunc('hour', 'facts.snapshot_at') }} = touched_buckets.bucket_at
-    {{ within_touched_buckets(
-        'facts.snapshot_at', ref('facts_coins'), 'snapshot_at', ref('stg_coin_history'), 'hour'
-    ) }}
+    {% if is_incremental() -%}
+    where facts.snapshot_at >= {{ earliest }}
+    {%- endif %}
 
 ),
 
@@ -45,6 +55,9 @@ bucket_history as (
         on history.coin_id = touched_buckets.coin_id
             and {{ dbt.date_trunc('hour', 'history.point_at') }} = touched_buckets.bucket_at
     where history.history_interval in ('m5', 'h1')
+        {% if is_incremental() -%}
+        and history.point_at >= {{ earliest }}
+        {%- endif %}
         -- prefer snapshots: history fills only the hours no snapshot covers
         and not exists (
             select 1 from bucket_facts

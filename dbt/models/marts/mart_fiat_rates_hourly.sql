@@ -7,15 +7,23 @@
         incremental_strategy=upsert_incremental_strategy(),
         unique_key=['symbol', 'bucket_at'],
         on_schema_change='append_new_columns',
+        partition_by=partition_by_time('bucket_at', 'month'),
+        cluster_by=clustering(['symbol']),
+        incremental_predicates=batch_partitions_only('bucket_at'),
     )
 }}
+
+{%- set after = last_load_seq_literal('bucket_at') -%}
+{%- if is_incremental() -%}
+    {%- set earliest = earliest_touched_literal(ref('stg_coincap_rates'), 'rates_at', 'hour', after) -%}
+{%- endif %}
 
 with
 
 new_rates as (
 
     select * from {{ ref('stg_coincap_rates') }}
-    {{ loaded_since_last_run() }}
+    {{ loaded_since_last_run(after, 'rates_at') }}
 
 ),
 
@@ -39,6 +47,9 @@ hour_rates as (
         on rates.symbol = touched_hours.symbol
             and {{ dbt.date_trunc('hour', 'rates.rates_at') }} = touched_hours.bucket_at
     where rates.rate_type = 'fiat'
+    {%- if is_incremental() %}
+        and rates.rates_at >= {{ earliest }}
+    {%- endif %}
 
 ),
 

@@ -22,13 +22,15 @@
 ] -%}
 
 {%- set overview = ref('mart_market_overview') -%}
-{%- set references_sql = reference_snapshots_sql(overview, horizons) -%}
+{%- set prune = execute and var('prune_to_reference_snapshots', true) -%}
+{%- set latest = latest_literal(overview, 'snapshot_at') if prune else none -%}
+{%- set references_sql = reference_snapshots_sql(overview, horizons, latest) -%}
 {#- The same query run once while compiling gives the four snapshot times as literals, so the
     fact scan reads only their row groups (partitions on BigQuery) however long the history.
     A pure optimisation: a dbt unit test's inputs cannot be queried while compiling, so its
     test sets the var `prune_to_reference_snapshots` false and the filter is left out. -#}
 {%- set wanted = [] -%}
-{%- if execute and var('prune_to_reference_snapshots', true) -%}
+{%- if prune -%}
     {%- for value in run_query(references_sql).rows[0] if value is not none -%}
         {%- do wanted.append(timestamp_literal(value)) -%}
     {%- endfor -%}

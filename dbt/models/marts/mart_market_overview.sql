@@ -4,8 +4,12 @@
         incremental_strategy=upsert_incremental_strategy(),
         unique_key='snapshot_at',
         on_schema_change='append_new_columns',
+        partition_by=partition_by_time('snapshot_at', 'month'),
+        incremental_predicates=batch_partitions_only('snapshot_at'),
     )
 }}
+
+{%- set after = last_load_seq_literal('snapshot_at') %}
 
 with
 
@@ -14,7 +18,7 @@ facts as (
     -- Every snapshot arrives whole in one lake file (one load), so the rows loaded since
     -- the last run are complete snapshots.
     select * from {{ ref('facts_coins') }}
-    {{ loaded_since_last_run() }}
+    {{ loaded_since_last_run(after, 'snapshot_at') }}
 
 ),
 

@@ -33,11 +33,12 @@
     {%- set bound = 'true' %}
     {%- if new_rows_only %}
         {%- set after = tests_after_seq() %}
-        {%- set bound = '(' ~ keys ~ ') in (select (' ~ keys ~ ') from ' ~ model ~ ' where load_seq > ' ~ after ~ ')' %}
+        {%- set new_rows = loaded_after(after, within) %}
+        {%- set bound = '(' ~ keys ~ ') in (select (' ~ keys ~ ') from ' ~ model ~ ' where ' ~ new_rows ~ ')' %}
         {%- if within and execute %}
             {%- set span = run_query(
                 "select min(" ~ within ~ "), max(" ~ within ~ ") from " ~ model
-                ~ " where load_seq > " ~ after
+                ~ " where " ~ new_rows
             ).rows[0] -%}
             {%- set bound = bound ~ ' and ' ~ within ~ ' between ' ~ timestamp_literal(span[0]) ~ ' and ' ~ timestamp_literal(span[1]) %}
         {%- endif %}
