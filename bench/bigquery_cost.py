@@ -309,7 +309,7 @@ def summarise(
 
 
 def mb(value: float) -> str:
-    return f"{value / 2**20:,.0f} MB" if value < 2**30 else f"{value / 2**30:,.2f} GB"
+    return f"{value / 2**20:,.0f} MiB" if value < 2**30 else f"{value / 2**30:,.2f} GiB"
 
 
 def show(result: dict[str, Any]) -> None:

@@ -309,17 +309,27 @@ def main() -> None:
         out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nwrote {out.relative_to(PROJECT_ROOT)} in {results['suite_seconds']} s")
         return
-    results["dbt_runners"] = dbt_runners()
-    results["bigquery_cost"] = bigquery_cost()
-    results["first_minute"] = first_minute()
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
-    results["suite_seconds"] = round(time.perf_counter() - started)
-    results["targets"] = targets(results)
-    report(results)
     out = BENCH_DIR / "results" / "suite.json"
     out.parent.mkdir(exist_ok=True)
+    # each part in a process of its own: one that fails (no chromium for the first minute,
+    # no emulators for the cost model) is reported and the others' figures are kept
+    for name, part in (
+        ("dbt_runners", dbt_runners),
+        ("bigquery_cost", bigquery_cost),
+        ("first_minute", first_minute),
+    ):
+        out.write_text(json.dumps(results, indent=2) + "\n")  # what is measured so far
+        try:
+            results[name] = part()
+        except (subprocess.CalledProcessError, OSError) as exc:
+            results.setdefault("failed_parts", {})[name] = str(exc)
+            print(f"bench part {name} failed: {exc}", file=sys.stderr, flush=True)
+    results["suite_seconds"] = round(time.perf_counter() - started)
+    results["targets"] = targets(results)
     out.write_text(json.dumps(results, indent=2) + "\n")
+    report(results)
     print(f"\nwrote {out.relative_to(PROJECT_ROOT)} in {results['suite_seconds']} s")
 
 
@@ -432,20 +442,25 @@ def report(results: dict[str, Any]) -> None:
         f"{backlog['latency']:.1f} s (load {backlog['load']:.1f} s, dbt {backlog['dbt']:.1f} s, "
         f"publish {backlog['publish']:.1f} s) =="
     )
-    print("\n== dbt inside Prefect: one tick's build, 1 day of history ==")
-    runners = results["dbt_runners"]["runners"]
-    ours = next(iter(runners.values()))["p50_s"]
-    for name, figures in runners.items():
-        print(f"  {name:<50}p50 {figures['p50_s']:>6.2f} s  {figures['p50_s'] / ours:>5.1f}x")
+    if "dbt_runners" in results:
+        print("\n== dbt inside Prefect: one tick's build, 1 day of history ==")
+        runners = results["dbt_runners"]["runners"]
+        ours = next(iter(runners.values()))["p50_s"]
+        for name, figures in runners.items():
+            print(f"  {name:<50}p50 {figures['p50_s']:>6.2f} s  {figures['p50_s'] / ours:>5.1f}x")
     if cost := results.get("bigquery_cost"):
         from bench.bigquery_cost import show
 
         print("\n== The cloud cost model (derived bytes, on-demand price) ==")
         show(cost)
-    print("\n== First minute: `make up` from a fresh clone (s since `make up`) ==")
-    for run in results["first_minute"]:
-        marks = "  ".join(f"{m} {run[m]}" for m in ("installed", "ui", "app", "first_data"))
-        print(f"  {run['run']:<8}{marks}  (first data target < {run['target_first_data_s']:.0f} s)")
+    if "first_minute" in results:
+        print("\n== First minute: `make up` from a fresh clone (s since `make up`) ==")
+        for run in results["first_minute"]:
+            marks = "  ".join(f"{m} {run[m]}" for m in ("installed", "ui", "app", "first_data"))
+            target = run["target_first_data_s"]
+            print(f"  {run['run']:<8}{marks}  (first data target < {target:.0f} s)")
+    for name, why in results.get("failed_parts", {}).items():
+        print(f"\n!! {name} did not run: {why}")
     print("\n== Targets ==")
     for row in results["targets"]:
         print(f"  {row['target']:<46}{row['measured']:>10}  {row['goal']:<8}{row['result']}")

@@ -119,13 +119,16 @@ def lower_bound(
     return None
 
 
-def _filters(block: exp.Expression) -> list[exp.Expression]:
-    """The WHERE of a query block and the ON of its joins."""
+def _filters(block: exp.Expression, table: exp.Table | None = None) -> list[exp.Expression]:
+    """What filters `table`'s rows in a query block: its WHERE, the ON of its inner joins,
+    and the ON of an outer join only for the table that join brings in (a LEFT JOIN keeps
+    every row of the tables before it, whatever its ON says of them)."""
     conditions: list[exp.Expression] = []
     if where := block.args.get("where"):
         conditions.append(where.this)
     for join in block.args.get("joins") or []:
-        if on := join.args.get("on"):
+        on = join.args.get("on")
+        if on is not None and (not join.side or join.this is table):
             conditions.append(on)
     return conditions
 
@@ -162,7 +165,7 @@ def table_reads(
                 if layout is None:
                     continue
                 names = _columns(scope.columns, alias, only_source=len(scope.sources) == 1)
-                bound = lower_bound(_filters(block), table, layout.time_column)
+                bound = lower_bound(_filters(block, table), table, layout.time_column)
                 columns = frozenset(names | ({"*"} if star else set()))
                 reads.append(TableRead(table.name, columns, bound, "read"))
         for dml in statement.find_all(exp.Merge, exp.Update, exp.Delete):

@@ -105,6 +105,41 @@ def test_a_crash_between_load_job_and_manifest_is_repaired_without_duplicates(
     assert counts(warehouse) == (200, 200, 2)  # the rows were there: only the manifest added
 
 
+def test_a_repaired_file_numbered_after_a_later_one_gets_a_new_load_sequence(
+    warehouse: BigQueryDatasets, lake: Lake, recorded_assets: bytes
+) -> None:
+    """A run dies between a late file's load job and its manifest entry, and the next run
+    cannot read that file but loads a newer one: the newer one is numbered past the dead
+    run's rows, and a model's watermark with it. When the late file is repaired, its rows
+    take a number above every other, so the models still read them (a build's recent span
+    knows a file's time only from its manifest entry)."""
+    land(lake, recorded_assets, [0, -3 * 24 * 60])  # a snapshot, then a late one
+    load_pending(lake, warehouse)
+    late = next(p for p in lake.list_snapshots() if "2025-03-13" in p)
+    warehouse._query(f"delete from `{warehouse.raw}.lake_files` where lake_path = @p", p=late)
+    aside = f"{lake.root}/aside.json.gz"
+    lake.fs.mv(f"{lake.root}/{late}", aside)  # unreadable for this run
+    land(lake, recorded_assets, [5])
+    assert load_pending(lake, warehouse).files_loaded == 1
+    lake.fs.mv(aside, f"{lake.root}/{late}")
+    assert load_pending(lake, warehouse).files_loaded == 1  # repaired: the rows were there
+
+    def seqs(where: str) -> list[int]:
+        rows = warehouse._query(
+            f"select distinct load_seq from `{warehouse.raw}.coincap_assets` where {where}"
+        )
+        return sorted(row.load_seq for row in rows)
+
+    newer = max(seqs(f"lake_path != '{late}'"))
+    (repaired,) = seqs(f"lake_path = '{late}'")
+    assert repaired > newer
+    (entry,) = warehouse._query(
+        f"select load_seq from `{warehouse.raw}.lake_files` where lake_path = @p", p=late
+    )
+    assert entry.load_seq == repaired
+    assert counts(warehouse) == (300, 300, 3)
+
+
 def test_tables_are_partitioned_by_time_and_clustered_by_coin() -> None:
     assets = table_definition("p.d.coincap_assets", ASSETS)
     assert (assets.time_partitioning.type_, assets.time_partitioning.field) == (

@@ -49,6 +49,17 @@ def test_a_bound_on_another_tables_column_does_not_prune_this_one() -> None:
     ]
 
 
+def test_the_on_of_a_left_join_bounds_only_the_table_it_brings_in() -> None:
+    sql = (
+        "select f.price_usd from d.facts_coins as f left join d.mart_coin_hourly as h "
+        "on f.snapshot_at >= timestamp '2026-12-01' and h.bucket_at >= timestamp '2026-12-01'"
+    )
+    assert sorted(bounds(sql)) == [
+        ("facts_coins", None),  # a LEFT JOIN keeps every row of f
+        ("mart_coin_hourly", "CAST('2026-12-01' AS TIMESTAMP)"),
+    ]
+
+
 def test_columns_are_those_of_the_block_that_reads_the_table() -> None:
     sql = (
         "select (select count(*) from d.facts_coins) as n, max(snapshot_at) "

@@ -21,6 +21,7 @@ import functools
 import gzip
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self, cast
@@ -56,6 +57,8 @@ REQUIRED, NULLABLE = "REQUIRED", "NULLABLE"
 
 # BigQuery cancels a job that runs longer (and we stop waiting for it then too).
 JOB_TIMEOUT_MS = BIGQUERY_JOB_TIMEOUT_SECONDS * 1000
+logger = logging.getLogger(__name__)
+_WARNED_LAYOUTS: set[str] = set()  # tables whose old partitioning was reported
 
 
 def _fields(*columns: tuple[str, str, str]) -> list[bigquery.SchemaField]:
@@ -184,12 +187,32 @@ class BigQueryDatasets:
         except NotFound:
             self.client.create_table(table, exists_ok=True)
             return True
+        self._warn_of_old_layout(table, existing)
         have = {field.name for field in existing.schema}
         missing = [field for field in table.schema if field.name not in have]
         if missing:
             existing.schema = [*existing.schema, *missing]
             self.client.update_table(existing, ["schema"])
         return False
+
+    @staticmethod
+    def _warn_of_old_layout(table: bigquery.Table, existing: bigquery.Table) -> None:
+        """A table made by an older release keeps its partitioning (BigQuery cannot change it
+        in place): its rows stay right, each tick's reads of it cost more. Said once per
+        table and process."""
+        wanted, found = table.time_partitioning, existing.time_partitioning
+        if wanted is None or table.table_id in _WARNED_LAYOUTS:
+            return
+        if found is None or (found.type_, found.field) != (wanted.type_, wanted.field):
+            _WARNED_LAYOUTS.add(table.table_id)
+            logger.warning(
+                "%s is partitioned %s; this release declares %s partitions of %s: recreate "
+                "it with that layout (bq cp its rows) to get its cost (README: Performance)",
+                table.table_id,
+                "not at all" if found is None else f"by {found.type_} of {found.field}",
+                wanted.type_,
+                wanted.field,
+            )
 
     def _number_old_loads(self) -> None:
         """Files loaded before load sequences get numbers in their load order, once. The
@@ -361,11 +384,24 @@ class BigQueryDatasets:
             end=span[1] + timedelta(microseconds=1),
         )
         count, seq = already.n, already.seq
-        if seq is None:
-            (row,) = self._query(
-                f"select greatest((select coalesce(max(load_seq), 0) from `{self.raw}.lake_files`),"
-                f" (select coalesce(max(issued), 0) from `{self.raw}.load_sequence`)) + 1 as seq"
+        (row,) = self._query(
+            f"select greatest((select coalesce(max(load_seq), 0) from `{self.raw}.lake_files`),"
+            f" (select coalesce(max(issued), 0) from `{self.raw}.load_sequence`)) + 1 as seq"
+        )
+        if count and (seq is None or seq < row.seq):
+            # Rows a dead run loaded, and files were numbered since: a model may already have
+            # passed their number (and a build's recent span cannot know their time), so they
+            # take a new one, as a file loaded now would. A merge on BigQuery takes rows again
+            # idempotently, so a model that did read them is not doubled.
+            self._query(
+                f"update `{table}` set load_seq = @seq "
+                f"where lake_path = @lake_path and {raw.time_column} between @start and @end",
+                seq=row.seq,
+                lake_path=lake_path,
+                start=span[0],
+                end=span[1] + timedelta(microseconds=1),
             )
+        if count == 0 or seq is None or seq < row.seq:
             seq = row.seq
         if count == 0:
             try:
