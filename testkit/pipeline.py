@@ -14,7 +14,7 @@ from dbt.cli.main import dbtRunner
 from flows.adapters.dbt_runner import dbt_environment, node_result
 from flows.adapters.duckdb_warehouse import DuckDBWarehouse
 from flows.adapters.lake import Lake
-from flows.adapters.serving import current_copy
+from flows.adapters.serving import PublishResult, current_copy
 from flows.adapters.targets import resolve_target
 from flows.core.loading import DbtNodeResult, load_pending
 from flows.core.settings import PROJECT_ROOT, Settings
@@ -59,9 +59,9 @@ def replay_bodies(days: int, *, limit: int = 2000) -> list[tuple[int, bytes]]:
         dataset.close()
 
 
-def tick(settings: Settings, snapshots: list[tuple[str, int, bytes]]) -> None:
+def tick(settings: Settings, snapshots: list[tuple[str, int, bytes]]) -> PublishResult | None:
     """Land (source, timestamp, body) snapshots in the lake, load, build (every node, with
-    the pipeline's scope: its tests' rows and recent span) and publish."""
+    the pipeline's scope: its tests' rows and recent span) and publish (what it returns)."""
     lake = Lake(settings.lake_url)
     for source, timestamp, body in snapshots:
         lake.write_snapshot(source, timestamp, body)
@@ -71,7 +71,7 @@ def tick(settings: Settings, snapshots: list[tuple[str, int, bytes]]) -> None:
     results = run_dbt(settings, "build", env=scope.dbt_env())
     with DuckDBWarehouse(settings.duckdb_path) as warehouse:
         warehouse.record_dbt_results(results, scope)
-    resolve_target(settings).publish(full=False, ops_only=False)
+    return resolve_target(settings).publish(full=False, ops_only=False)
 
 
 def lake_snapshots(lake: Lake) -> dict[str, tuple[int, str, float]]:

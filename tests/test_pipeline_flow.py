@@ -73,7 +73,7 @@ def test_replay_ticks_grow_history_one_day_per_run(settings: Settings) -> None:
     assert first.transformed.models_built == models  # the first build: every model
     # then what a replay day reaches: not the three views, nor the rates path (no /rates)
     assert second.transformed.models_built == models - 4
-    assert first.transformed.tests_passed == 22 and second.transformed.tests_passed == 17
+    assert first.transformed.tests_passed == 16 and second.transformed.tests_passed == 13
     # 24h change exists from day two on, from our own history
     assert facts(settings, "select count(change_24h_pct) > 1000 from prod.mart_latest_ranking") == [
         (True,)

@@ -15,6 +15,8 @@ import pytest
 from flows.adapters import serving
 from flows.adapters.serving import NoDataYet, ServingReader, current_copy, publish
 from flows.core.settings import PROJECT_ROOT, Settings
+from flows.replay.dataset import ReplayDataset
+from flows.replay.server import assets_body
 from testkit.pipeline import replay_bodies, run_dbt, tick
 from tests.helpers import assert_app_stands_alone
 
@@ -93,6 +95,40 @@ def test_per_coin_tables_are_kept_in_coin_order(
                 f"union all (from warehouse.{table} except all from {table}))"
             ).fetchall()[0]
             assert difference == 0, table
+
+
+def test_rows_published_again_replace_their_old_version_in_both_copies(
+    settings: Settings,
+) -> None:
+    """Ticks within one hour publish that hour's buckets again, and a late file publishes
+    rows older than ones already served: each copy, one or two publishes behind, must
+    replace them by key (no duplicate, so no rebuild) and end equal to the warehouse."""
+    dataset = ReplayDataset()
+    try:
+        day = dataset.days[0]
+        rows = dataset.assets(day, limit=150)
+    finally:
+        dataset.close()
+    minute = 60_000
+    arrivals = [0, 5, 10, 2, 15]  # minutes past the hour; the file at :02 arrives late
+    upserted = [table.name for table in serving.SERVED_TABLES if table.mode != "replace"]
+    for step, offset in enumerate(arrivals):
+        at = day + offset * minute
+        result = tick(settings, [("replay", at, assets_body(at, rows))])
+        assert result is not None
+        assert step == 0 or result.rebuilt is None, (offset, result.rebuilt)  # 0: the first copy
+        copy = current_copy(settings.serving_dir)
+        with duckdb.connect(str(copy), read_only=True) as con:
+            warehouse = {"path": str(settings.duckdb_path)}
+            con.execute("attach $path as warehouse (read_only)", warehouse)
+            for table in upserted:
+                (difference,) = con.execute(
+                    f"select count(*) from ((from {table} except all from warehouse.{table}) "
+                    f"union all (from warehouse.{table} except all from {table}))"
+                ).fetchall()[0]
+                assert difference == 0, (offset, table)
+            (facts,) = con.execute("select count(*) from prod.facts_coins").fetchall()[0]
+            assert facts == 150 * (step + 1)
 
 
 def test_full_publish_after_a_full_refresh_gives_the_same_copy(settings: Settings) -> None:

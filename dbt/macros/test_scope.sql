@@ -37,3 +37,29 @@
     {%- endif -%}
     {{ return(value | int) }}
 {%- endmacro %}
+
+{#- The rows of `model` sharing a key (tests/generic/generic_tests.sql: `no_duplicate_keys`, and
+    `row_rules` with a `unique_key`), each with its broken rule `duplicate_<key columns>`. -#}
+{% macro duplicate_rows(model, key, new_rows_only, within) %}
+    {%- set keys = key | join(', ') %}
+    {%- set bound = 'true' %}
+    {%- if new_rows_only %}
+        {%- set after = tests_after_seq() %}
+        {%- set new_rows = loaded_after(after, within) %}
+        {%- set bound = '(' ~ keys ~ ') in (select (' ~ keys ~ ') from ' ~ model ~ ' where ' ~ new_rows ~ ')' %}
+        {%- if within and execute %}
+            {%- set span = run_query(
+                "select min(" ~ within ~ "), max(" ~ within ~ ") from " ~ model
+                ~ " where " ~ new_rows
+            ).rows[0] -%}
+            {%- set bound = bound ~ ' and ' ~ within ~ ' between ' ~ timestamp_literal(span[0]) ~ ' and ' ~ timestamp_literal(span[1]) %}
+        {%- endif %}
+    {%- endif %}
+    select *, 'duplicate_{{ key | join("_") }}' as broken_rules
+    from {{ model }}
+    where {{ bound }}
+        and ({{ keys }}) in (
+            select ({{ keys }}) from {{ model }} where {{ bound }}
+            group by {{ keys }} having count(*) > 1
+        )
+{% endmacro %}

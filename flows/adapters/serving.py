@@ -61,6 +61,11 @@ class ServedTable:
     key: tuple[str, ...] = ()
     clustered: bool = False  # kept in key order: pages read it a few coins at a time
 
+    @property
+    def time_column(self) -> str:
+        """Every upserted table's key ends with the row's time (a snapshot or a bucket)."""
+        return self.key[-1]
+
 
 SERVED_TABLES: tuple[ServedTable, ...] = (
     ServedTable("prod.mart_latest_ranking", "replace"),
@@ -296,10 +301,20 @@ def _sync(con: duckdb.DuckDBPyConnection, table: ServedTable, *, full: bool) -> 
     # a literal, not a bound parameter: DuckDB then skips the warehouse's old row groups
     # instead of scanning the whole history (publish grew from 0.14 s to 1.3 s at 90 days)
     new_rows = f"select * from {source} where load_seq > {int(watermark or 0)}"
-    keys = ", ".join(table.key)
+    (earliest,) = con.execute(f"select min({table.time_column}) from ({new_rows})").fetchall()[0]
+    if earliest is None:
+        return 0
     con.execute("begin transaction")
-    # upsert by key: rows published again (a rerun, a rebuilt model) replace, never double
-    con.execute(f"delete from {table.name} where ({keys}) in (select ({keys}) from ({new_rows}))")
+    # upsert by key: rows published again (a rerun, a rebuilt model) replace, never double.
+    # A row with a new row's key has that row's time, so the time bound changes nothing but
+    # lets DuckDB skip the copy's row groups older than the batch: matching keys over all of
+    # the copy's 8 days of facts took 0.6 s of a 0.9 s publish at 90 days, and 4 ms with it
+    matches = " and ".join(f"{table.name}.{column} = new_rows.{column}" for column in table.key)
+    con.execute(
+        f"delete from {table.name} using ({new_rows}) as new_rows where {matches} "
+        f"and {table.name}.{table.time_column} >= $earliest",
+        {"earliest": earliest},
+    )
     copied = con.execute(f"insert into {table.name} {new_rows}").fetchall()[0][0]
     if table.mode == "upsert_recent":
         # the window's end from the copy itself: the warehouse's table holds all of history

@@ -135,3 +135,4 @@ final as (
 )
 
 select * from final
+{{ in_time_order('bucket_at') }}
