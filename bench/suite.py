@@ -52,6 +52,7 @@ from bench.live_like import serve_live_like
 from flows.core.settings import PROJECT_ROOT
 from flows.runtime.stack import wait_healthy
 from testkit.pages import page_queries
+from testkit.signals import restore_sigint
 
 COINS = 2000
 POOL_TYPE = "cryptolytics"  # our warm worker (flows/runtime/warm_worker.py)
@@ -231,6 +232,7 @@ def now_ms() -> int:
 
 
 def main() -> None:
+    restore_sigint()  # the workers and servers we start must stop on SIGINT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 7, 30, 90])
     parser.add_argument("--ticks", type=int, default=20)

@@ -32,6 +32,7 @@ from prefect.client.orchestration import get_client
 
 from flows.core.settings import PROJECT_ROOT
 from flows.pipeline import PipelineResult, pipeline
+from testkit.signals import restore_sigint
 
 # A scheduler creates runs ahead of time; a worker picks them up within its poll interval
 # (10 s) and the server holds them until their time comes.
@@ -116,6 +117,7 @@ def worker_ticks(count: int, parameters: dict[str, Any], worker: str) -> list[di
 
 
 def main() -> None:
+    restore_sigint()  # the workers and servers we start must stop on SIGINT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ticks", type=int, default=20)
     parser.add_argument("--full-refresh", action="store_true", help="the seed design")

@@ -14,7 +14,6 @@ A test that uses an emulator fixture is end-to-end whatever its module says.
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.core.settings import Settings
 from testkit import emulators
 from testkit.emulators import Emulator
+from testkit.signals import restore_sigint
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED_ASSETS = FIXTURES / "coincap" / "v3_assets_2025-03-16T183431Z.json"
@@ -52,12 +52,7 @@ def body_variant(
     return json.dumps(body).encode()
 
 
-# A shell that runs the tests as a background job (nohup, `&` without job control) starts them
-# with SIGINT ignored, and every process they start would inherit that: `prefect worker start`
-# (which turns SIGTERM into SIGINT for itself) and Ctrl-C'd servers would never stop. A handled
-# signal is reset to the default in a child, so handling it here gives them a terminal's SIGINT.
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+restore_sigint()  # tests run as a background job still stop the servers they start
 
 TIERS = ("unit", "integration", "e2e")
 E2E_FIXTURES = {"gcs_emulator", "bigquery_emulator"}
