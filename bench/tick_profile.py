@@ -7,7 +7,9 @@ them grow with history. The same workspace as the suite's (generated history, li
 ticks against bench/live_like.py, a Prefect server of its own); it prints the median of
 `--ticks` warm ticks for every dbt node and every table the publish step catches up.
 `--workspace DIR` keeps the prepared history there and reuses it on the next run (preparing
-90 days takes about 5 minutes), so a change can be profiled before and after on the same data.
+90 days takes about 5 minutes), so a change can be profiled before and after on the same data
+(each run adds its ticks to it). A change to how a model stores its rows reaches a reused
+workspace only by a full refresh of that model; a new workspace gets it from the start.
 """
 
 from __future__ import annotations

@@ -110,13 +110,18 @@ def test_rows_published_again_replace_their_old_version_in_both_copies(
     finally:
         dataset.close()
     minute = 60_000
-    arrivals = [0, 5, 10, 2, 15]  # minutes past the hour; the file at :02 arrives late
+    # minutes past midnight, the files of one tick; :02 arrives late, a file of the day
+    # before (23:10) too, then a tick brings another of that hour with a new one: both hours'
+    # buckets are published again, so the batch's earliest time must bound the upsert
+    arrivals = [[0], [5], [10], [2], [-50], [15], [-40, 20]]
     upserted = [table.name for table in serving.SERVED_TABLES if table.mode != "replace"]
-    for step, offset in enumerate(arrivals):
-        at = day + offset * minute
-        result = tick(settings, [("replay", at, assets_body(at, rows))])
+    files = 0
+    for step, offsets in enumerate(arrivals):
+        at = [day + offset * minute for offset in offsets]
+        result = tick(settings, [("replay", ts, assets_body(ts, rows)) for ts in at])
+        files += len(offsets)
         assert result is not None
-        assert step == 0 or result.rebuilt is None, (offset, result.rebuilt)  # 0: the first copy
+        assert step == 0 or result.rebuilt is None, (offsets, result.rebuilt)  # 0: the first copy
         copy = current_copy(settings.serving_dir)
         with duckdb.connect(str(copy), read_only=True) as con:
             warehouse = {"path": str(settings.duckdb_path)}
@@ -126,9 +131,9 @@ def test_rows_published_again_replace_their_old_version_in_both_copies(
                     f"select count(*) from ((from {table} except all from warehouse.{table}) "
                     f"union all (from warehouse.{table} except all from {table}))"
                 ).fetchall()[0]
-                assert difference == 0, (offset, table)
+                assert difference == 0, (offsets, table)
             (facts,) = con.execute("select count(*) from prod.facts_coins").fetchall()[0]
-            assert facts == 150 * (step + 1)
+            assert facts == 150 * files
 
 
 def test_full_publish_after_a_full_refresh_gives_the_same_copy(settings: Settings) -> None:

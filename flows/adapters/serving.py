@@ -306,9 +306,11 @@ def _sync(con: duckdb.DuckDBPyConnection, table: ServedTable, *, full: bool) -> 
         return 0
     con.execute("begin transaction")
     # upsert by key: rows published again (a rerun, a rebuilt model) replace, never double.
-    # A row with a new row's key has that row's time, so the time bound changes nothing but
-    # lets DuckDB skip the copy's row groups older than the batch: matching keys over all of
-    # the copy's 8 days of facts took 0.6 s of a 0.9 s publish at 90 days, and 4 ms with it
+    # A row with a new row's key has that row's time, so the time bound changes nothing, but
+    # DuckDB skips every row group whose newest time is older than the batch: a clustered
+    # copy's sorted part was sorted before the batch came, so only its unsorted tail is read.
+    # Measured on the facts' copy at 90 days (4.6 M rows): the key match alone 0.17-0.35 s
+    # (as a struct `in` or this join), 2-5 ms with the bound, bound parameter or literal
     matches = " and ".join(f"{table.name}.{column} = new_rows.{column}" for column in table.key)
     con.execute(
         f"delete from {table.name} using ({new_rows}) as new_rows where {matches} "
