@@ -68,7 +68,7 @@ def main() -> None:
         live_url = stack.enter_context(serve_live_like(0, COINS))
         root = base / f"history-{args.days}d"
         env = workspace_env(root, api_url, live_url)
-        if not (root / "serving" / "current").exists():  # prepared before: reuse it
+        if not (root / "serving" / "current").exists():  # not prepared (or half): prepare it
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir()
             prepare(root, env, args.days, end_ms=now_ms() - 300_000)
